@@ -1,0 +1,241 @@
+"""CuPy arrays, and any object with ``__cuda_array_interface__``, on the CUDA kernels.
+
+The arrays are wrapped as Numba device arrays without a copy (zero-copy views built
+from their interface, on any strides), outputs are allocated by the input's own
+library on the input's device, and kernels launch on the caller's current stream:
+CuPy's ``get_current_stream()``, wrapped once per stream by ``cuda.external_stream``.
+Nothing here imports CUDA until an array of this backend arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from .. import _validate
+
+_KERNEL_DTYPES = frozenset(np.dtype(c) for c in "f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
+_FLOAT64 = np.dtype(np.float64)
+
+
+def _is_cupy(x: Any) -> bool:
+    return type(x).__module__.partition(".")[0] == "cupy"
+
+
+class CudaBackend:
+    """CuPy arrays and other ``__cuda_array_interface__`` objects (not torch tensors,
+    which may live on either side and have a backend of their own)."""
+
+    name = "cuda"
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[int, int], Any] = {}
+
+    def accepts(self, x: Any) -> bool:
+        if type(x).__module__.partition(".")[0] == "torch":
+            return False
+        return hasattr(x, "__cuda_array_interface__")
+
+    def relu(self, x: Any, leak: int | float, out: Any) -> Any:
+        return self._run("relu", x, leak, (out,), ("out",))[0]
+
+    def relu_dash(self, x: Any, leak: int | float, out: Any) -> Any:
+        return self._run("relu_dash", x, leak, (out,), ("out",))[0]
+
+    def relu_and_dash(self, x: Any, leak: int | float, out: Any) -> tuple[Any, Any]:
+        pair = _validate.out_pair(out) or (None, None)
+        y, dy = self._run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
+        return y, dy
+
+    def _run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> tuple:
+        x_interface = _Interface(x)
+        a, keeps_dtype = _validate.dtype_rule(np, x_interface.dtype).resolve(leak)
+        dtype = x_interface.dtype if keeps_dtype else _FLOAT64
+        if x_interface.dtype not in _KERNEL_DTYPES:
+            raise TypeError(f"x has dtype {x_interface.dtype}, which the CUDA kernels do not support")
+        outs = tuple(self._output(o, x, x_interface, dtype, name) for o, name in zip(outs, names))
+        interfaces = [x_interface, *map(_Interface, outs)]
+        _check_overlaps(interfaces, names)
+        if x_interface.size == 0:
+            return outs
+        from numba import cuda
+
+        from . import _numba_cuda
+
+        with self._device(x):
+            views = _device_views(cuda, interfaces)
+            stream = self._stream(cuda, x)
+            leak_scalar = dtype.type(a)
+            for arrays in views:
+                _numba_cuda.launch(op, arrays[0], leak_scalar, tuple(arrays[1:]), stream)
+        return outs
+
+    def _output(self, out: Any, x: Any, x_interface: "_Interface", dtype: np.dtype, name: str) -> Any:
+        if out is None:
+            if _is_cupy(x):
+                import cupy
+
+                with x.device:
+                    return cupy.empty_like(x, dtype=dtype)
+            from numba import cuda
+
+            order = "F" if x_interface.order == "F" else "C"
+            return cuda.device_array(x_interface.shape, dtype=dtype, order=order)
+        _validate.out_array(
+            out,
+            name=name,
+            expected_type=type(x),
+            shape=x_interface.shape,
+            dtype=dtype,
+            device=_device_id(x),
+            device_of=_device_id,
+        )
+        if out.__cuda_array_interface__["data"][1]:
+            raise ValueError(f"{name} is read-only")
+        return out
+
+    @staticmethod
+    def _device(x: Any) -> contextlib.AbstractContextManager:
+        """Make ``x``'s device current for Numba (and CuPy) while launching."""
+        device_id = _device_id(x)
+        from numba import cuda
+
+        if device_id is None or cuda.get_current_device().id == device_id:
+            return contextlib.nullcontext()
+        return cuda.gpus[device_id]
+
+    def _stream(self, cuda: Any, x: Any) -> Any:
+        """The caller's current stream as a Numba stream, one wrapper per stream."""
+        if not _is_cupy(x):
+            return 0
+        import cupy
+
+        key = (x.device.id, cupy.cuda.get_current_stream().ptr)
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = cuda.external_stream(key[1])
+        return stream
+
+
+def _device_id(x: Any) -> int | None:
+    device = getattr(x, "device", None)
+    return getattr(device, "id", None)
+
+
+class _Interface:
+    """The parts of ``__cuda_array_interface__`` that the launch needs, in elements."""
+
+    def __init__(self, array: Any) -> None:
+        cai = array.__cuda_array_interface__
+        self.owner = array
+        self.pointer = cai["data"][0]
+        self.shape = tuple(cai["shape"])
+        self.size = int(np.prod(self.shape))
+        self.dtype = np.dtype(cai["typestr"])
+        self.itemsize = self.dtype.itemsize
+        self.typestr = cai["typestr"]
+        byte_strides = cai.get("strides") or _c_strides(self.shape, self.itemsize)
+        if any(s % self.itemsize for s in byte_strides):
+            raise ValueError("arrays with strides that are not whole elements are not supported")
+        self.strides = tuple(s // self.itemsize for s in byte_strides)
+        extents = [(n - 1) * s for n, s in zip(self.shape, self.strides) if n > 1]
+        self.low = self.pointer + sum(e for e in extents if e < 0) * self.itemsize
+        self.high = self.pointer + (sum(e for e in extents if e > 0) + 1) * self.itemsize
+        self.order = _order(self.shape, self.strides)
+
+
+def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def _order(shape: tuple[int, ...], strides: tuple[int, ...]) -> str | None:
+    """'C' or 'F' when the array is dense in that order ('C' for one element), else None."""
+    dims = [(n, s) for n, s in zip(shape, strides) if n > 1]
+    if _is_dense(reversed(dims)):
+        return "C"
+    if _is_dense(dims):
+        return "F"
+    return None
+
+
+def _is_dense(dims: Any) -> bool:
+    """Whether (length, stride) pairs, innermost first, step through memory without gaps."""
+    step = 1
+    for length, stride in dims:
+        if stride != step:
+            return False
+        step *= length
+    return True
+
+
+def _check_overlaps(interfaces: list[_Interface], names: tuple) -> None:
+    x = interfaces[0]
+    for name, out in zip(names, interfaces[1:]):
+        same = (out.pointer, out.shape, out.strides) == (x.pointer, x.shape, x.strides)
+        if not same and out.low < x.high and x.low < out.high:
+            raise ValueError(f"{name} overlaps x without being x; pass out=x or a separate array")
+    if len(interfaces) == 3 and interfaces[1].low < interfaces[2].high and interfaces[2].low < interfaces[1].high:
+        raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
+
+
+def _device_views(cuda: Any, interfaces: list[_Interface]) -> list[list[Any]]:
+    """Numba device arrays over the same memory, in launch shape, one list per launch.
+
+    All arrays dense in one order: one 1-d view each. Otherwise the dimensions are
+    merged where every array allows it; one dimension left is a strided 1-d view,
+    more are 4-d views, with one launch per index of any dimensions beyond four.
+    """
+    from ._numba_cuda import STRIDED_NDIM
+
+    x = interfaces[0]
+    if x.order is not None and all(i.order == x.order or x.size == 1 for i in interfaces):
+        return [[_view(cuda, i, i.pointer, (x.size,), (1,)) for i in interfaces]]
+    shape, strides = _merge_dims(x.shape, [i.strides for i in interfaces])
+    if len(shape) == 1:
+        return [[_view(cuda, i, i.pointer, shape, s) for i, s in zip(interfaces, strides)]]
+    pad = max(0, STRIDED_NDIM - len(shape))
+    shape = (1,) * pad + shape
+    strides = [(0,) * pad + s for s in strides]
+    lead = len(shape) - STRIDED_NDIM
+    launches = []
+    for index in np.ndindex(*shape[:lead]):
+        views = []
+        for interface, s in zip(interfaces, strides):
+            offset = sum(i * step for i, step in zip(index, s[:lead])) * interface.itemsize
+            views.append(_view(cuda, interface, interface.pointer + offset, shape[lead:], s[lead:]))
+        launches.append(views)
+    return launches
+
+
+def _merge_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+    """Drop unit dimensions and merge neighbours that every array steps through evenly."""
+    keep = [d for d, n in enumerate(shape) if n != 1]
+    merged_shape = [shape[d] for d in keep]
+    merged = [[s[d] for d in keep] for s in strides]
+    d = len(merged_shape) - 1
+    while d > 0:
+        if all(s[d - 1] == s[d] * merged_shape[d] for s in merged):
+            merged_shape[d - 1] *= merged_shape[d]
+            del merged_shape[d]
+            for s in merged:
+                s[d - 1] = s[d]
+                del s[d]
+        d -= 1
+    return tuple(merged_shape), [tuple(s) for s in merged]
+
+
+def _view(cuda: Any, interface: _Interface, pointer: int, shape: tuple, strides: tuple) -> Any:
+    description = {
+        "shape": tuple(shape),
+        "strides": tuple(s * interface.itemsize for s in strides),
+        "typestr": interface.typestr,
+        "data": (pointer, False),
+        "version": 3,
+    }
+    return cuda.from_cuda_array_interface(description, owner=interface.owner, sync=False)

@@ -1,0 +1,168 @@
+"""NumPy arrays on the Numba CPU loops; several threads on large arrays.
+
+Which loop runs is decided per dtype (a table, not a chain of cases): float32/64 and
+the integer dtypes compile Numba loops; float16, which Numba lacks, maps its bit
+patterns through tables of all 65,536 results that NumPy itself computed; any other
+real dtype (longdouble) takes the formula in NumPy's own operations.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import _validate
+from . import generic
+
+_NUMBA_DTYPES = frozenset(np.dtype(c) for c in "f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
+_FLOAT16, _UINT16, _FLOAT64 = np.dtype(np.float16), np.dtype(np.uint16), np.dtype(np.float64)
+_ALL_FLOAT16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+_FORMULAS = {"relu": (generic.relu,), "relu_dash": (generic.relu_dash,)}
+_FORMULAS["relu_and_dash"] = _FORMULAS["relu"] + _FORMULAS["relu_dash"]
+
+PARALLEL_MIN_SIZE = 1 << 18
+"""Arrays with fewer elements run in the calling thread."""
+
+_CHUNK_ALIGN = 1024
+
+
+def num_threads() -> int:
+    """Threads for large arrays: ``RELUKERNELS_NUM_THREADS``, else the usable CPUs."""
+    configured = os.environ.get("RELUKERNELS_NUM_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(num_threads(), thread_name_prefix="relukernels")
+        return _pool
+
+
+class NumpyBackend:
+    """``numpy.ndarray`` inputs; array-likes are converted to them by the dispatcher."""
+
+    name = "numpy"
+
+    def accepts(self, x: Any) -> bool:
+        return isinstance(x, np.ndarray)
+
+    def relu(self, x: np.ndarray, leak: int | float, out: Any) -> np.ndarray:
+        return self._run("relu", x, leak, (out,), ("out",))[0]
+
+    def relu_dash(self, x: np.ndarray, leak: int | float, out: Any) -> np.ndarray:
+        return self._run("relu_dash", x, leak, (out,), ("out",))[0]
+
+    def relu_and_dash(self, x: np.ndarray, leak: int | float, out: Any) -> tuple[np.ndarray, np.ndarray]:
+        pair = _validate.out_pair(out) or (None, None)
+        y, dy = self._run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
+        return y, dy
+
+    def _run(self, op: str, x: np.ndarray, leak: int | float, outs: tuple, names: tuple) -> tuple:
+        a, keeps_dtype = _validate.dtype_rule(np, x.dtype).resolve(leak)
+        dtype = x.dtype if keeps_dtype else _FLOAT64
+        outs = tuple(_output(out, x, dtype, name) for out, name in zip(outs, names))
+        if len(outs) == 2 and np.may_share_memory(*outs):
+            raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
+        if x.size == 0:
+            return outs
+        overlaps = any(out is not x and np.may_share_memory(out, x) for out in outs)
+        if x.dtype in _NUMBA_DTYPES:
+            _launch(op, x, (a,), outs, overlaps)
+        elif x.dtype == _FLOAT16:
+            relu_table, dash_table = _float16_tables(a)
+            lookup, tables = {
+                "relu": ("lookup", (relu_table,)),
+                "relu_dash": ("lookup", (dash_table,)),
+                "relu_and_dash": ("lookup_pair", (relu_table, dash_table)),
+            }[op]
+            bits = tuple(o.view(_UINT16) for o in outs)
+            _launch(lookup, x.view(_UINT16), tables, bits, overlaps)
+        else:
+            results = [formula(np, x, a) for formula in _FORMULAS[op]]
+            for out, result in zip(outs, results):
+                out[...] = result
+        return outs
+
+
+def _output(out: Any, x: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    if out is None:
+        return np.empty_like(x, dtype=dtype)
+    _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _float16_tables(a: float) -> tuple[np.ndarray, np.ndarray]:
+    """``relu`` and ``relu_dash`` of every float16, as uint16 bit patterns.
+
+    NumPy's float16 product rounds the exact float32 product once, so these are the
+    correctly rounded results that the contract asks for.
+    """
+    with np.errstate(all="ignore"):
+        return tuple(
+            np.ascontiguousarray(formula(np, _ALL_FLOAT16, a)).view(_UINT16)
+            for formula in (generic.relu, generic.relu_dash)
+        )
+
+
+def _launch(name: str, x: np.ndarray, extras: tuple, outs: tuple, overlaps: bool) -> None:
+    """Run loop ``name`` over ``x`` into ``outs``, on chunks in threads when large.
+
+    ``overlaps``: an output shares memory with ``x`` without being ``x``; then NumPy's
+    gufunc machinery, which buffers overlapping operands, runs it in one piece.
+    """
+    from . import _numba_cpu
+
+    arrays = (x, *outs) if x.ndim else tuple(a.reshape(1) for a in (x, *outs))
+    flat = None if overlaps else _flat_views(arrays)
+    kernel = _numba_cpu.loop(name, flat is not None, x.dtype, outs[0].dtype)
+    if flat is None:
+        kernel = functools.partial(_quietly, kernel)
+    else:
+        arrays = flat
+    pieces = 1 if overlaps or x.size < PARALLEL_MIN_SIZE else min(num_threads(), len(arrays[0]))
+    if pieces <= 1:
+        kernel(arrays[0], *extras, *arrays[1:])
+        return
+    bounds = _chunk_bounds(len(arrays[0]), pieces)
+    chunks = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds, bounds[1:])]
+    futures = [_thread_pool().submit(kernel, c[0], *extras, *c[1:]) for c in chunks[1:]]
+    kernel(chunks[0][0], *extras, *chunks[0][1:])
+    for future in futures:
+        future.result()
+
+
+def _flat_views(arrays: tuple[np.ndarray, ...]) -> list[np.ndarray] | None:
+    """1-d views in memory order when all arrays are C- (or all F-) contiguous."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return [a.reshape(-1) for a in arrays]
+    if all(a.flags.f_contiguous for a in arrays):
+        return [a.T.reshape(-1) for a in arrays]
+    return None
+
+
+def _chunk_bounds(length: int, pieces: int) -> list[int]:
+    step = -(-length // pieces)
+    if length >= pieces * _CHUNK_ALIGN:
+        step = -(-step // _CHUNK_ALIGN) * _CHUNK_ALIGN
+    return [min(i * step, length) for i in range(pieces)] + [length]
+
+
+def _quietly(kernel: Callable[..., None], *args: Any) -> None:
+    """Call a gufunc without NumPy's floating-point warnings: NaN compares raise the
+    'invalid' flag inside the loop, which NumPy would report as a RuntimeWarning."""
+    with np.errstate(all="ignore"):
+        kernel(*args)

@@ -1,0 +1,172 @@
+"""Argument checks shared by every backend: one place for the contract's errors.
+
+Every check runs before any backend writes, so a call that raises leaves ``x``
+and ``out`` as they were.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+
+def leak(value: Any) -> int | float:
+    """Return ``value`` as a finite Python ``int`` or ``float``.
+
+    Accepts Python and NumPy real scalars and 0-d arrays of any namespace.
+    """
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+        raise ValueError(f"leak must be finite, got {value!r}")
+    if isinstance(value, bool):
+        raise TypeError(f"leak must be a real number, got a boolean ({value!r})")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return leak(float(value))
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return leak(value.item())
+    raise TypeError(
+        f"leak must be a real number (int, float or a 0-d real array), "
+        f"got {type(value).__name__}"
+    )
+
+
+@dataclass(frozen=True)
+class FloatRule:
+    """A real floating dtype: the result keeps it and ``leak`` is cast to it."""
+
+    name: str
+    overflow: float  # the smallest magnitude that rounds to infinity in this dtype
+
+    def resolve(self, value: int | float) -> tuple[float, bool]:
+        """``leak`` cast to this dtype, and True: the result keeps the dtype."""
+        return self.cast_leak(value), True
+
+    def cast_leak(self, value: int | float) -> float:
+        try:
+            as_float = float(value)
+        except OverflowError:
+            as_float = math.inf
+        if abs(as_float) >= self.overflow:
+            raise ValueError(f"leak={value!r} overflows {self.name}: it would become infinite")
+        return as_float
+
+
+@dataclass(frozen=True)
+class IntegerRule:
+    """An integer dtype: an integral ``leak`` keeps it, a fractional one promotes."""
+
+    name: str
+    low: int
+    high: int
+
+    def resolve(self, value: int | float) -> tuple[int | float, bool]:
+        """``leak`` to compute with, and whether the result keeps this dtype.
+
+        An integral ``leak`` (0.0 included) keeps the dtype and must fit in it; a
+        fractional one is returned as is, for the namespace's own promotion.
+        """
+        if isinstance(value, int) or value.is_integer():
+            return self.cast_leak(value), True
+        return value, False
+
+    def cast_leak(self, value: int | float) -> int:
+        as_int = int(value)
+        if not self.low <= as_int <= self.high:
+            raise ValueError(
+                f"leak={value!r} does not fit in {self.name} "
+                f"[{self.low}, {self.high}], the dtype of x"
+            )
+        return as_int
+
+
+_rules: dict[tuple[type, Any], FloatRule | IntegerRule] = {}
+
+
+def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
+    """The contract's rule for arrays of ``dtype`` in namespace ``xp``, cached.
+
+    Raises ``TypeError`` for bool, complex and every other non-real dtype.
+    """
+    key = (type(dtype), dtype)  # the type first: dtypes of two namespaces never compare
+    try:
+        return _rules[key]
+    except (KeyError, TypeError):
+        pass
+    name = str(dtype).removeprefix("torch.")
+    try:
+        is_float = xp.isdtype(dtype, "real floating")
+        is_integer = xp.isdtype(dtype, "integral")
+    except (TypeError, ValueError):
+        is_float = is_integer = False
+    if is_float:
+        info = xp.finfo(dtype)
+        largest = float(info.max)
+        # Halfway between the largest finite value and the next power of two, where
+        # rounding to nearest (ties to even) gives infinity.
+        half_ulp = math.ldexp(float(info.eps), math.frexp(largest)[1] - 2)
+        rule: FloatRule | IntegerRule = FloatRule(name, largest + half_ulp)
+    elif is_integer:
+        info = xp.iinfo(dtype)
+        rule = IntegerRule(name, int(info.min), int(info.max))
+    else:
+        raise TypeError(
+            f"x has dtype {name}; relukernels takes real floating or integer arrays "
+            "(not bool, complex, object or string)"
+        )
+    try:
+        _rules[key] = rule
+    except TypeError:
+        pass
+    return rule
+
+
+def out_array(
+    out: Any,
+    *,
+    name: str,
+    expected_type: type,
+    shape: tuple[int, ...],
+    dtype: Any,
+    device: Any = None,
+    device_of: Any = None,
+) -> None:
+    """Check that ``out`` can receive a result of ``shape`` and ``dtype``.
+
+    ``device_of`` reads an array's device; when given, ``out`` must be on ``device``.
+    """
+    if not isinstance(out, expected_type):
+        raise TypeError(
+            f"{name} must be an array of x's type ({_type_name(expected_type)}), "
+            f"got {_type_name(type(out))}"
+        )
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(out.shape)}; the result has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} has dtype {out.dtype}; the result has dtype {dtype}")
+    if not getattr(getattr(out, "flags", None), "writeable", True):
+        raise ValueError(f"{name} is read-only")
+    if device_of is not None and device_of(out) != device:
+        raise ValueError(f"{name} is on device {device_of(out)}; x is on device {device}")
+
+
+def _type_name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def out_pair(out: Any) -> tuple[Any, Any] | None:
+    """Check the ``out`` of ``relu_and_dash``: ``None`` or a pair of arrays."""
+    if out is None:
+        return None
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(
+            "out of relu_and_dash must be None or a pair (y, dy) of arrays, "
+            f"got {type(out).__name__}"
+        )
+    if out[0] is out[1]:
+        raise ValueError("out[0] and out[1] must be different arrays")
+    return out[0], out[1]

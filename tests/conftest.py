@@ -1,0 +1,23 @@
+"""Test set-up: the CUDA simulator where there is no GPU, and hypothesis profiles."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# Numba reads this when numba.cuda is first imported: without a GPU the `cuda` tests
+# run the real kernel code on Numba's CUDA simulator.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidiactl"):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+settings.register_profile(
+    "default",
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,  # the fixtures here set state that every example shares
+    ],
+)
+settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

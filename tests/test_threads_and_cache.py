@@ -1,0 +1,117 @@
+"""Concurrency, the on-disk kernel cache, and a light import: each in real processes
+and threads, nothing mocked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+import relukernels as rk
+from relukernels._backends import generic
+from relukernels._backends import numpy as numpy_backend
+
+PACKAGE = Path(rk.__file__).parent
+
+
+def test_eight_threads_at_once_on_large_arrays():
+    """Every call splits into chunks on the shared pool while seven others do too."""
+    rng = np.random.default_rng(8)
+    size = 4 * numpy_backend.PARALLEL_MIN_SIZE + 12345
+    inputs = [rng.standard_normal(size).astype(dtype) for dtype in (np.float32, np.float64) * 4]
+    leaks = [0.0, 0.1, 0.2, 0, -1.5, 3.0, 0.01, 1e-3]
+    results: dict[int, tuple] = {}
+    barrier = threading.Barrier(8)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        for _ in range(5):
+            results[i] = (rk.relu(inputs[i], leaks[i]), rk.relu_and_dash(inputs[i], leaks[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, (y, (y2, dy)) in results.items():
+        expected = generic.relu(np, inputs[i], leaks[i])
+        np.testing.assert_array_equal(y, expected, strict=True)
+        np.testing.assert_array_equal(y2, expected, strict=True)
+        np.testing.assert_array_equal(dy, generic.relu_dash(np, inputs[i], leaks[i]), strict=True)
+
+
+def _run_python(code: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _zipped_package(tmp_path: Path) -> Path:
+    """The package as a zip archive: a package directory nobody can write, root included."""
+    archive = tmp_path / "relukernels.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in PACKAGE.rglob("*.py"):
+            zipped.write(path, path.relative_to(PACKAGE.parent))
+    return archive
+
+
+FIRST_CALL = """
+    import sys, warnings
+    sys.path.insert(0, {archive!r})
+    import numpy as np
+    import relukernels as rk
+    assert rk.__file__.startswith({archive!r}), rk.__file__
+    x = np.array([-2.0, 0.5, -np.inf], np.float32)
+    print(rk.relu(x, 0.5).tolist(), rk.relu_and_dash(x)[1].tolist())
+"""
+
+
+def test_first_call_from_a_read_only_package_caches_in_the_user_directory(tmp_path):
+    archive = _zipped_package(tmp_path)
+    cache_home = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache_home), "HOME": str(tmp_path), "PYTHONPATH": ""}
+    env.pop("NUMBA_CACHE_DIR", None)
+    done = _run_python(FIRST_CALL.format(archive=str(archive)), env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("]")[0] == "[-1.0, 0.5, -inf"
+    assert list(cache_home.rglob("*.nbi")), "no kernel was cached in the user directory"
+    again = _run_python(FIRST_CALL.format(archive=str(archive)), env, tmp_path)
+    assert again.returncode == 0 and again.stdout == done.stdout, again.stderr
+
+
+def test_first_call_with_no_writeable_cache_anywhere_still_computes(tmp_path):
+    archive = _zipped_package(tmp_path)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory would be")
+    env = {"XDG_CACHE_HOME": str(blocker / "cache"), "HOME": str(blocker), "PYTHONPATH": ""}
+    done = _run_python(FIRST_CALL.format(archive=str(archive)), env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("]")[0] == "[-1.0, 0.5, -inf"
+
+
+def test_import_is_light():
+    """No Numba, CUDA, CuPy, torch, JAX or Dask until an array of theirs arrives."""
+    code = """
+        import sys
+        import relukernels as rk
+        heavy = ["numba", "numba.cuda", "cupy", "torch", "jax", "dask", "array_api_compat"]
+        print([m for m in heavy if m in sys.modules])
+        rk.relu([1.0, -1.0])
+        print([m for m in heavy if m in sys.modules])
+    """
+    done = _run_python(code, {}, Path.cwd())
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.splitlines()
+    assert before == "[]"
+    assert after == "['numba']"
