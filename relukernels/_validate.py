@@ -41,9 +41,11 @@ class FloatRule:
 
     name: str
     overflow: float  # the smallest magnitude that rounds to infinity in this dtype
+    underflow: float  # the largest magnitude that rounds to zero in this dtype
 
     def resolve(self, value: int | float) -> tuple[float, bool]:
-        """``leak`` cast to this dtype, and True: the result keeps the dtype."""
+        """``leak`` for this dtype (0.0 where it rounds to zero), and True: the result
+        keeps the dtype."""
         return self.cast_leak(value), True
 
     def cast_leak(self, value: int | float) -> float:
@@ -53,7 +55,7 @@ class FloatRule:
             as_float = math.inf
         if abs(as_float) >= self.overflow:
             raise ValueError(f"leak={value!r} overflows {self.name}: it would become infinite")
-        return as_float
+        return 0.0 if abs(as_float) <= self.underflow else as_float
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
         # Halfway between the largest finite value and the next power of two, where
         # rounding to nearest (ties to even) gives infinity.
         half_ulp = math.ldexp(float(info.eps), math.frexp(largest)[1] - 2)
-        rule: FloatRule | IntegerRule = FloatRule(name, largest + half_ulp)
+        # Half the smallest subnormal rounds (ties to even) to zero.
+        half_subnormal = float(info.smallest_normal) * float(info.eps) / 2
+        rule: FloatRule | IntegerRule = FloatRule(name, largest + half_ulp, half_subnormal)
     elif is_integer:
         info = xp.iinfo(dtype)
         rule = IntegerRule(name, int(info.min), int(info.max))

@@ -3,6 +3,10 @@ and leaks that each dtype accepts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -12,24 +16,43 @@ INTEGER_DTYPES = [np.dtype(c) for c in ("i1", "i2", "i4", "i8", "u1", "u2", "u4"
 REAL_DTYPES = FLOAT_DTYPES + INTEGER_DTYPES + [np.dtype(np.longdouble)]
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How to see a contiguous base array: C order, Fortran order, with steps
+    (negative too) or transposed. ``view`` works for NumPy and CuPy alike."""
+
+    shape: tuple[int, ...]
+    steps: tuple[int, ...]
+    kind: str
+    permutation: tuple[int, ...]
+
+    def view(self, xp: ModuleType, base: Any) -> Any:
+        if self.kind == "F":
+            return xp.asfortranarray(base[(*(slice(None, n) for n in self.shape), ...)])
+        view = base[(*(slice(None, None, s) for s in self.steps), ...)]  # `...` keeps 0-d an array
+        if self.kind == "C":
+            return xp.ascontiguousarray(view)
+        if self.kind == "transposed":
+            return view.transpose(self.permutation)
+        return view
+
+
 @st.composite
-def strided_arrays(draw, dtypes=REAL_DTYPES, max_dims=4, max_side=6):
-    """An array of one of ``dtypes`` (NaN, ±inf, ±0 and subnormals included) seen
-    through a random layout: C order, Fortran order, steps (negative too), transposed."""
+def based_arrays(draw, dtypes=REAL_DTYPES, max_dims=4, max_side=6):
+    """A contiguous base array of one of ``dtypes`` (NaN, ±inf, ±0 and subnormals
+    included) and a ``Layout`` to see it through."""
     dtype = np.dtype(draw(st.sampled_from(dtypes)))
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=0, max_side=max_side))
-    steps = [draw(st.sampled_from([1, 1, 2, -1, -3])) for _ in shape]
-    base_shape = tuple(n * abs(s) for n, s in zip(shape, steps))
-    base = draw(hnp.arrays(dtype, base_shape, elements=hnp.from_dtype(dtype)))
-    layout = draw(st.sampled_from(["C", "F", "strided", "transposed"]))
-    if layout == "F":
-        return np.asfortranarray(base[(*(slice(None, n) for n in shape), ...)])
-    view = base[(*(slice(None, None, s) for s in steps), ...)]  # `...` keeps 0-d an array
-    if layout == "C":
-        return np.ascontiguousarray(view)
-    if layout == "transposed":
-        return view.transpose(draw(st.permutations(range(view.ndim))))
-    return view
+    steps = tuple(draw(st.sampled_from([1, 1, 2, -1, -3])) for _ in shape)
+    base = draw(hnp.arrays(dtype, tuple(n * abs(s) for n, s in zip(shape, steps)), elements=hnp.from_dtype(dtype)))
+    kind = draw(st.sampled_from(["C", "F", "strided", "transposed"]))
+    permutation = tuple(draw(st.permutations(range(len(shape)))))
+    return base, Layout(shape, steps, kind, permutation)
+
+
+def strided_arrays(dtypes=REAL_DTYPES, max_dims=4, max_side=6):
+    """NumPy arrays of every layout that ``based_arrays`` makes."""
+    return based_arrays(dtypes, max_dims, max_side).map(lambda case: case[1].view(np, case[0]))
 
 
 def leaks_for(dtype: np.dtype):

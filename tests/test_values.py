@@ -77,7 +77,7 @@ def test_oracle_is_the_seed_formula(case):
     with np.errstate(all="ignore"):
         seed = seed_relu(x, leak)
         oracle = generic.relu(np, x, leak)
-    if leak == 0:
+    if x.dtype.type(leak) == 0:
         seed = np.where(np.isneginf(x), 0, seed).astype(x.dtype)
     assert oracle.dtype == seed.dtype == x.dtype
     np.testing.assert_array_equal(oracle, seed)
@@ -104,6 +104,14 @@ def test_every_value_of_the_specials(dtype):
     np.testing.assert_array_equal(rk.relu(x), [np.nan, 0, np.inf, 0, 0, 0, 1])
     np.testing.assert_array_equal(rk.relu(x, 0.5), [np.nan, -np.inf, np.inf, 0, 0, -0.5, 1])
     np.testing.assert_array_equal(rk.relu_dash(x, 0.5), [1, 0.5, 1, 0.5, 0.5, 0.5, 1])
+
+
+@pytest.mark.parametrize("dtype, leak", [(np.float16, 2e-8), (np.float32, 7e-46), (np.float64, 0.0)])
+def test_a_leak_that_rounds_to_zero_is_zero(dtype, leak):
+    """``a`` is the leak in x's dtype: where it rounds to 0, relu(-inf) is 0, not NaN."""
+    x = np.array([-np.inf, -1.0, 2.0], dtype)
+    np.testing.assert_array_equal(rk.relu(x, leak), [0, 0, 2])
+    np.testing.assert_array_equal(rk.relu_dash(x, leak), [0, 0, 1])
 
 
 def test_every_float16_value_with_many_leaks():

@@ -74,9 +74,10 @@ _multiprocessors: dict[int, int] = {}
 
 def _blocks(size: int) -> int:
     device = cuda.get_current_device()
-    sms = _multiprocessors.get(device.id)
+    device_id = getattr(device, "id", 0)  # the simulator's device has no id
+    sms = _multiprocessors.get(device_id)
     if sms is None:
-        sms = _multiprocessors[device.id] = getattr(device, "MULTIPROCESSOR_COUNT", 1)
+        sms = _multiprocessors[device_id] = getattr(device, "MULTIPROCESSOR_COUNT", 1)
     return max(1, min(-(-size // THREADS_PER_BLOCK), sms * BLOCKS_PER_SM))
 
 

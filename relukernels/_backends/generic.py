@@ -12,27 +12,20 @@ from typing import Any
 from .. import _validate
 
 
-def _leak_in(xp: Any, x: Any, leak: int | float) -> tuple[Any, bool]:
-    """``leak`` as ``x``'s dtype where the result keeps it, else as a Python number."""
-    value, keeps_dtype = _validate.dtype_rule(xp, x.dtype).resolve(leak)
-    if not keeps_dtype:
-        return value, False
-    return xp.asarray(value, dtype=x.dtype, device=_device(x)), True
-
-
 def relu(xp: Any, x: Any, leak: int | float) -> Any:
-    """``where(x <= 0, leak * x, x)``, exact zeros when ``leak == 0``."""
-    a, _ = _leak_in(xp, x, leak)
-    negative_part = xp.zeros_like(x) if leak == 0 else a * x
-    return xp.where(x <= 0, negative_part, x)
+    """``where(x <= 0, leak * x, x)``, exact zeros when ``leak`` is zero in ``x``'s dtype."""
+    value, keeps_dtype = _validate.dtype_rule(xp, x.dtype).resolve(leak)
+    if value == 0:
+        return xp.where(x <= 0, xp.zeros_like(x), x)
+    a = xp.asarray(value, dtype=x.dtype, device=_device(x)) if keeps_dtype else value
+    return xp.where(x <= 0, a * x, x)
 
 
 def relu_dash(xp: Any, x: Any, leak: int | float) -> Any:
     """``where(x <= 0, leak, 1)`` in the dtype that ``relu`` gives."""
-    a, keeps_dtype = _leak_in(xp, x, leak)
-    dtype = x.dtype if keeps_dtype else (a * x).dtype
-    if not keeps_dtype:
-        a = xp.asarray(a, dtype=dtype, device=_device(x))
+    value, keeps_dtype = _validate.dtype_rule(xp, x.dtype).resolve(leak)
+    dtype = x.dtype if keeps_dtype else (value * x).dtype
+    a = xp.asarray(value, dtype=dtype, device=_device(x))
     return xp.where(x <= 0, a, xp.ones_like(x, dtype=dtype))
 
 

@@ -1,0 +1,140 @@
+"""The CUDA kernels themselves, against the oracle: on a GPU when there is one, else
+on Numba's CUDA simulator (the conftest sets NUMBA_ENABLE_CUDASIM=1), so CI runs the
+same kernel code. Arrays are kept small: the simulator runs each thread in Python."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relukernels._backends import generic
+from strategies import leaks_for, strided_arrays
+
+cuda = pytest.importorskip("numba.cuda")
+from relukernels._backends import _numba_cuda  # noqa: E402
+from relukernels._backends.cuda import _merge_dims, _order  # noqa: E402
+
+pytestmark = [
+    pytest.mark.cuda,
+    # The simulator multiplies NumPy scalars, which warn on overflow; kernels do not.
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
+
+DTYPES = [np.dtype(c) for c in ("f2", "f4", "f8", "i1", "i4", "u8")]
+OPS = {
+    "relu": (generic.relu,),
+    "relu_dash": (generic.relu_dash,),
+    "relu_and_dash": (generic.relu, generic.relu_dash),
+}
+
+
+@st.composite
+def kernel_cases(draw, max_dims):
+    x = draw(strided_arrays(dtypes=DTYPES, max_dims=max_dims, max_side=5))
+    leak = draw(leaks_for(x.dtype))
+    return x, leak, draw(st.sampled_from(sorted(OPS)))
+
+
+def _expected(op, x, leak):
+    with np.errstate(all="ignore"):
+        return [formula(np, x, leak) for formula in OPS[op]]
+
+
+def _run(op, device_x, leak, expected):
+    outs = tuple(cuda.device_array(device_x.shape, dtype=e.dtype) for e in expected)
+    _numba_cuda.launch(op, device_x, expected[0].dtype.type(leak), outs)
+    return [o.copy_to_host() for o in outs]
+
+
+@settings(max_examples=40)
+@given(kernel_cases(max_dims=1))
+def test_flat_kernels(case):
+    x, leak, op = case
+    flat = np.ascontiguousarray(x).reshape(-1)
+    expected = _expected(op, flat, leak)
+    for result, want in zip(_run(op, cuda.to_device(flat), leak, expected), expected):
+        assert result.dtype == want.dtype
+        np.testing.assert_array_equal(result, want, strict=True)
+
+
+@settings(max_examples=40)
+@given(kernel_cases(max_dims=1), st.sampled_from([2, -1, -3]))
+def test_flat_kernels_on_strided_1d_views(case, step):
+    x, leak, op = case
+    base = np.repeat(x.reshape(-1), abs(step))
+    device_view = cuda.to_device(base)[:: step]
+    expected = _expected(op, base[::step], leak)
+    for result, want in zip(_run(op, device_view, leak, expected), expected):
+        np.testing.assert_array_equal(result, want, strict=True)
+
+
+@settings(max_examples=40)
+@given(kernel_cases(max_dims=3), st.data())
+def test_strided_kernels_on_4d_views(case, data):
+    x, leak, op = case
+    steps = tuple(data.draw(st.sampled_from([1, 2, -1])) for _ in range(x.ndim))
+    base = np.ascontiguousarray(x).repeat(2, axis=-1) if x.ndim else np.ascontiguousarray(x)
+    view = base[(*(slice(None, None, s) for s in steps), ...)]
+    padded = (None,) * (_numba_cuda.STRIDED_NDIM - view.ndim)
+    device_view = cuda.to_device(base)[(*padded, *(slice(None, None, s) for s in steps), ...)]
+    expected = _expected(op, view[(*padded, ...)], leak)
+    for result, want in zip(_run(op, device_view, leak, expected), expected):
+        np.testing.assert_array_equal(result, want, strict=True)
+
+
+def test_empty_arrays_launch_nothing():
+    x = cuda.to_device(np.empty(0, np.float32))
+    y = cuda.device_array(0, np.float32)
+    _numba_cuda.launch("relu", x, np.float32(0.1), (y,))
+    assert y.copy_to_host().shape == (0,)
+
+
+def test_grid_is_capped_for_large_arrays():
+    """Launches are grid-stride loops: the block count stops growing with the size."""
+    assert _numba_cuda._blocks(1) == 1
+    assert _numba_cuda._blocks(10**12) == _numba_cuda._blocks(10**13)
+
+
+@given(
+    st.lists(st.integers(1, 4), min_size=1, max_size=6).flatmap(
+        lambda shape: st.tuples(
+            st.just(tuple(shape)),
+            st.lists(st.permutations(range(len(shape))), min_size=1, max_size=3),
+            st.lists(st.lists(st.sampled_from([1, 2, -1]), min_size=len(shape), max_size=len(shape)), min_size=1, max_size=3),
+        )
+    )
+)
+def test_merged_dimensions_reach_the_same_elements(case):
+    """Merging dimensions for the strided launch must not change which element of
+    each array meets which: the (offset in x, offset in out) pairs are preserved."""
+    shape, orders, steps_list = case
+    arrays = []
+    for order, steps in zip(orders, steps_list):
+        base = np.empty([shape[d] * abs(steps[d]) for d in order], np.int8)
+        view = base[tuple(slice(None, None, steps[d]) for d in order)].transpose(np.argsort(order))
+        assert view.shape == shape
+        arrays.append(view)
+    strides = [a.strides for a in arrays]
+    merged_shape, merged_strides = _merge_dims(arrays[0].shape, strides)
+    original = {tuple(sum(i * s for i, s in zip(index, st)) for st in strides) for index in np.ndindex(arrays[0].shape)}
+    merged = {tuple(sum(i * s for i, s in zip(index, st)) for st in merged_strides) for index in np.ndindex(merged_shape)}
+    assert merged == original
+    assert int(np.prod(merged_shape)) == arrays[0].size
+
+
+@pytest.mark.parametrize(
+    "array, order",
+    [
+        (np.empty((3, 4)), "C"),
+        (np.empty((3, 4), order="F"), "F"),
+        (np.empty((3, 4))[:, ::2], None),
+        (np.empty((3, 4))[::-1], None),
+        (np.empty((1, 5, 1)), "C"),
+        (np.empty(()), "C"),
+    ],
+)
+def test_order(array, order):
+    strides = tuple(s // array.itemsize for s in array.strides)
+    assert _order(array.shape, strides) == order

@@ -1,0 +1,147 @@
+"""CuPy arrays through the whole CUDA backend, on a real GPU; skipped without one."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import relukernels as rk
+from relukernels._backends import generic
+from strategies import based_arrays, leaks_for
+
+pytestmark = pytest.mark.gpu
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("no GPU: the CUDA simulator is on", allow_module_level=True)
+cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
+try:
+    DEVICE_COUNT = cupy.cuda.runtime.getDeviceCount()
+except cupy.cuda.runtime.CUDARuntimeError as error:  # pragma: no cover - depends on the machine
+    pytest.skip(f"no usable GPU: {error}", allow_module_level=True)
+
+DTYPES = [np.dtype(c) for c in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u4", "u8")]
+FUNCTIONS = {"relu": (rk.relu, generic.relu), "relu_dash": (rk.relu_dash, generic.relu_dash)}
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_cupy_matches_oracle(data):
+    """Every dtype and layout, the CuPy array seen through the same layout as NumPy's."""
+    base, layout = data.draw(based_arrays(dtypes=DTYPES))
+    x, device_x = layout.view(np, base), layout.view(cupy, cupy.asarray(base))
+    assert device_x.strides == x.strides
+    leak = data.draw(leaks_for(x.dtype))
+    for name, (function, formula) in FUNCTIONS.items():
+        with np.errstate(all="ignore"):
+            expected = formula(np, x, leak)
+        result = function(device_x, leak)
+        assert type(result) is cupy.ndarray, name
+        assert result.dtype == expected.dtype and result.shape == expected.shape
+        assert result.device == device_x.device
+        np.testing.assert_array_equal(result.get(), expected, strict=True)
+    y, dy = rk.relu_and_dash(device_x, leak)
+    np.testing.assert_array_equal(y.get(), rk.relu(x, leak), strict=True)
+    np.testing.assert_array_equal(dy.get(), rk.relu_dash(x, leak), strict=True)
+    np.testing.assert_array_equal(device_x.get(), x, strict=True)
+
+
+def test_strided_views_are_not_copied():
+    base = cupy.arange(-50, 50, dtype=cupy.float32).reshape(10, 10)
+    view = base[::-2, 1::3].T
+    assert rk.relu(view, 0.5, out=view) is view
+    expected = generic.relu(np, np.arange(-50, 50, dtype=np.float32).reshape(10, 10)[::-2, 1::3].T, 0.5)
+    np.testing.assert_array_equal(view.get(), expected)
+
+
+def test_every_float16_value():
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    x = bits.view(np.float16)
+    for leak in (0.0, 0.1, -1.5, 3.0):
+        np.testing.assert_array_equal(rk.relu(cupy.asarray(x), leak).get(), rk.relu(x, leak), strict=True)
+
+
+def test_float32_bits_match_the_cpu_on_random_data():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(1 << 22).astype(np.float32) * np.float32(1e3)
+    for leak in (0.0, 0.01, 0.1, 0.2, -0.3):
+        gpu = rk.relu(cupy.asarray(x), leak).get()
+        assert np.array_equal(gpu.view(np.uint32), rk.relu(x, leak).view(np.uint32))
+
+
+def test_out_and_in_place():
+    x = cupy.linspace(-2, 2, 101, dtype=cupy.float32)
+    out = cupy.empty_like(x)
+    assert rk.relu(x, 0.5, out=out) is out
+    dy = cupy.empty_like(x)
+    y, result_dy = rk.relu_and_dash(x, 0.5, out=(x, dy))
+    assert y is x and result_dy is dy
+    np.testing.assert_array_equal(x.get(), out.get())
+
+
+@pytest.mark.parametrize(
+    "make_out, error, words",
+    [
+        (lambda x: np.empty(x.shape, x.dtype), TypeError, ["out", "cupy", "numpy.ndarray"]),
+        (lambda x: cupy.empty(x.shape, cupy.float64), TypeError, ["out", "dtype"]),
+        (lambda x: cupy.empty(x.size + 1, x.dtype), ValueError, ["out", "shape"]),
+        (lambda x: x[::-1], ValueError, ["out", "overlaps"]),
+    ],
+)
+def test_bad_out_writes_nothing(make_out, error, words):
+    x = cupy.linspace(-2, 2, 16, dtype=cupy.float32)
+    before = x.get()
+    out = make_out(x)
+    with pytest.raises(error) as raised:
+        rk.relu(x, 0.5, out=out)
+    assert all(word in str(raised.value) for word in words), str(raised.value)
+    np.testing.assert_array_equal(x.get(), before)
+
+
+def test_launches_on_the_callers_non_blocking_stream():
+    """A slow producer and relu on one non-blocking stream, no synchronisation between:
+    relu sees the producer's result only if it runs on that same stream."""
+    n = 1 << 24
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        x = cupy.full(n, -1.0, dtype=cupy.float32)
+        stream.synchronize()
+        for _ in range(20):
+            x = cupy.sin(x) * 0 + cupy.float32(2.0)  # slow, and ends with every x == 2
+        y = rk.relu(x, 0.5)
+        result = y.get(stream=stream)
+    assert (result == 2.0).all()
+
+
+def test_numba_device_arrays_come_back_as_numba_device_arrays():
+    from numba import cuda
+
+    x = cuda.to_device(np.array([-2.0, 3.0], np.float32))
+    y = rk.relu(x, 0.5)
+    assert type(y) is type(x)
+    np.testing.assert_array_equal(y.copy_to_host(), [-1.0, 3.0])
+
+
+@pytest.mark.skipif(DEVICE_COUNT < 2, reason="needs two GPUs")
+def test_output_on_the_inputs_device():  # pragma: no cover - needs two GPUs
+    with cupy.cuda.Device(1):
+        x = cupy.asarray([-2.0, 3.0])
+    y = rk.relu(x, 0.5)
+    assert y.device.id == 1
+    np.testing.assert_array_equal(y.get(), [-1.0, 3.0])
+
+
+@pytest.mark.slow
+def test_more_than_2_to_the_31_elements():
+    n = (1 << 31) + 4099
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    if free < 3 * n:
+        pytest.skip("not enough GPU memory")
+    x = cupy.full(n, -3, dtype=cupy.int8)
+    x[-5:] = cupy.asarray([1, -1, 2, -2, 7], dtype=cupy.int8)
+    rk.relu(x, 2, out=x)
+    assert int((x[: n - 5] == -6).sum()) == n - 5
+    np.testing.assert_array_equal(x[-5:].get(), [1, -2, 2, -4, 7])
