@@ -1,9 +1,9 @@
 """NumPy arrays on the Numba CPU loops; several threads on large arrays.
 
-Which loop runs is decided per dtype (a table, not a chain of cases): float32/64 and
-the integer dtypes compile Numba loops; float16, which Numba lacks, maps its bit
-patterns through tables of all 65,536 results that NumPy itself computed; any other
-real dtype (longdouble) takes the formula in NumPy's own operations.
+How a dtype runs is a table, not a chain of cases: float32/64 and the integer dtypes
+run compiled Numba loops; float16, which Numba lacks, maps its bit patterns through
+tables of all 65,536 results that NumPy itself computed; any other real dtype
+(longdouble) takes the formula in NumPy's own operations.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ import numpy as np
 from .. import _validate
 from . import generic
 
-_NUMBA_DTYPES = frozenset(np.dtype(c) for c in "f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
-_FLOAT16, _UINT16, _FLOAT64 = np.dtype(np.float16), np.dtype(np.uint16), np.dtype(np.float64)
+_STRATEGIES = {np.dtype(c): "numba" for c in "f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split()}
+_STRATEGIES[np.dtype(np.float16)] = "float16 tables"
+"""How each dtype runs; real dtypes not listed take the formula."""
+
+_UINT16, _FLOAT64 = np.dtype(np.uint16), np.dtype(np.float64)
 _ALL_FLOAT16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
 _FORMULAS = {"relu": (generic.relu,), "relu_dash": (generic.relu_dash,)}
 _FORMULAS["relu_and_dash"] = _FORMULAS["relu"] + _FORMULAS["relu_dash"]
@@ -70,38 +73,46 @@ class NumpyBackend:
         y, dy = self._run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
         return y, dy
 
-    def _run(self, op: str, x: np.ndarray, leak: int | float, outs: tuple, names: tuple) -> tuple:
+    def _run(self, op: str, x: np.ndarray, leak: int | float, outs: tuple, names: tuple) -> list:
         a, keeps_dtype = _validate.dtype_rule(np, x.dtype).resolve(leak)
         dtype = x.dtype if keeps_dtype else _FLOAT64
-        outs = tuple(_output(out, x, dtype, name) for out, name in zip(outs, names))
-        if len(outs) == 2 and np.may_share_memory(*outs):
+        overlaps = False
+        checked = []
+        for out, name in zip(outs, names):
+            if out is None:
+                out = np.empty_like(x, dtype=dtype)
+            else:
+                _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
+                overlaps = overlaps or _overlap(out, x)
+            checked.append(out)
+        if len(checked) == 2 and _overlap(*checked):
             raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
         if x.size == 0:
-            return outs
-        overlaps = any(out is not x and np.may_share_memory(out, x) for out in outs)
-        if x.dtype in _NUMBA_DTYPES:
-            _launch(op, x, (a,), outs, overlaps)
-        elif x.dtype == _FLOAT16:
+            return checked
+        strategy = _STRATEGIES.get(x.dtype, "formula")
+        if strategy == "numba":
+            _launch(op, x, (a,), checked, overlaps)
+        elif strategy == "float16 tables":
             relu_table, dash_table = _float16_tables(a)
             lookup, tables = {
                 "relu": ("lookup", (relu_table,)),
                 "relu_dash": ("lookup", (dash_table,)),
                 "relu_and_dash": ("lookup_pair", (relu_table, dash_table)),
             }[op]
-            bits = tuple(o.view(_UINT16) for o in outs)
+            bits = [out.view(_UINT16) for out in checked]
             _launch(lookup, x.view(_UINT16), tables, bits, overlaps)
         else:
-            results = [formula(np, x, a) for formula in _FORMULAS[op]]
-            for out, result in zip(outs, results):
-                out[...] = result
-        return outs
+            with np.errstate(all="ignore"):
+                for out, formula in zip(checked, _FORMULAS[op]):
+                    out[...] = formula(np, x, a)
+        return checked
 
 
-def _output(out: Any, x: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
-    if out is None:
-        return np.empty_like(x, dtype=dtype)
-    _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
-    return out
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` may share memory without being the same array object."""
+    if a is b or (a.base is None and b.base is None):
+        return False
+    return bool(np.may_share_memory(a, b))
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,26 +129,24 @@ def _float16_tables(a: float) -> tuple[np.ndarray, np.ndarray]:
         )
 
 
-def _launch(name: str, x: np.ndarray, extras: tuple, outs: tuple, overlaps: bool) -> None:
+def _launch(name: str, x: np.ndarray, extras: tuple, outs: list, overlaps: bool) -> None:
     """Run loop ``name`` over ``x`` into ``outs``, on chunks in threads when large.
 
     ``overlaps``: an output shares memory with ``x`` without being ``x``; then NumPy's
     gufunc machinery, which buffers overlapping operands, runs it in one piece.
     """
-    from . import _numba_cpu
-
-    arrays = (x, *outs) if x.ndim else tuple(a.reshape(1) for a in (x, *outs))
+    arrays = [x, *outs]
     flat = None if overlaps else _flat_views(arrays)
-    kernel = _numba_cpu.loop(name, flat is not None, x.dtype, outs[0].dtype)
     if flat is None:
-        kernel = functools.partial(_quietly, kernel)
+        kernel = functools.partial(_quietly, _loops[name, False, x.dtype, outs[0].dtype])
+        arrays = arrays if x.ndim else [a.reshape(1) for a in arrays]
     else:
+        kernel = _loops[name, True, x.dtype, outs[0].dtype]
         arrays = flat
-    pieces = 1 if overlaps or x.size < PARALLEL_MIN_SIZE else min(num_threads(), len(arrays[0]))
-    if pieces <= 1:
+    if x.size < PARALLEL_MIN_SIZE or overlaps or num_threads() == 1:
         kernel(arrays[0], *extras, *arrays[1:])
         return
-    bounds = _chunk_bounds(len(arrays[0]), pieces)
+    bounds = _chunk_bounds(len(arrays[0]), min(num_threads(), len(arrays[0])))
     chunks = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds, bounds[1:])]
     futures = [_thread_pool().submit(kernel, c[0], *extras, *c[1:]) for c in chunks[1:]]
     kernel(chunks[0][0], *extras, *chunks[0][1:])
@@ -145,11 +154,29 @@ def _launch(name: str, x: np.ndarray, extras: tuple, outs: tuple, overlaps: bool
         future.result()
 
 
-def _flat_views(arrays: tuple[np.ndarray, ...]) -> list[np.ndarray] | None:
+class _CompiledLoops(dict):
+    """Compiled loops by (name, flat, input dtype, output dtype), compiled on first use."""
+
+    def __missing__(self, key: tuple) -> Callable[..., None]:
+        from . import _numba_cpu
+
+        loop = self[key] = _numba_cpu.loop(*key)
+        return loop
+
+
+_loops = _CompiledLoops()
+
+
+def _flat_views(arrays: list[np.ndarray]) -> list[np.ndarray] | None:
     """1-d views in memory order when all arrays are C- (or all F-) contiguous."""
-    if all(a.flags.c_contiguous for a in arrays):
-        return [a.reshape(-1) for a in arrays]
-    if all(a.flags.f_contiguous for a in arrays):
+    c_order = f_order = True
+    for a in arrays:
+        flags = a.flags
+        c_order = c_order and flags.c_contiguous
+        f_order = f_order and flags.f_contiguous
+    if c_order:
+        return arrays if arrays[0].ndim == 1 else [a.reshape(-1) for a in arrays]
+    if f_order:
         return [a.T.reshape(-1) for a in arrays]
     return None
 

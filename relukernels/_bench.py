@@ -1,0 +1,280 @@
+"""Side-by-side throughput measurements: relukernels against the copy limit, the seed
+formula and peers, interleaved in one process so that a noisy machine hits all alike.
+
+Each case is one call on arrays made beforehand; its time is the median over rounds,
+its throughput counts bytes read plus bytes written. GPU cases time with CUDA events
+around a batch of calls on the current stream.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import relukernels as rk
+
+LEAK = 0.1
+COPY = {"cpu": "numpy copyto", "cuda": "cupy device copy"}
+SEED = "seed np.where"
+
+
+@dataclass
+class Case:
+    """One timed call: ``run()`` moves ``bytes_moved`` bytes on ``device``."""
+
+    name: str
+    run: Callable[[], Any]
+    bytes_moved: int
+    device: str = "cpu"
+    times: list[float] = field(default_factory=list)
+
+
+def _seed_relu(x: np.ndarray, leak: float) -> np.ndarray:
+    return np.where(x <= 0, leak * x, x)
+
+
+def available_backends() -> list[str]:
+    """The comparison groups this machine can run."""
+    groups = ["numpy"]
+    if importlib.util.find_spec("torch"):
+        groups.append("torch")
+    if importlib.util.find_spec("cupy") and _has_gpu():
+        groups.append("cupy")
+    return groups
+
+
+def _has_gpu() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # any CUDA failure means: no usable GPU here
+        return False
+
+
+def cpu_cases(n: int, dtype: np.dtype, groups: list[str]) -> list[Case]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(n).astype(dtype)
+    y, dy = np.empty_like(x), np.empty_like(x)
+    b = x.nbytes
+    cases = [
+        Case(COPY["cpu"], lambda: np.copyto(y, x), 2 * b),
+        Case(SEED, lambda: _seed_relu(x, LEAK), 2 * b),
+        Case("numpy maximum out=", lambda: np.maximum(x, 0, out=y), 2 * b),
+        Case("rk relu(leak=0) out=", lambda: rk.relu(x, out=y), 2 * b),
+        Case("rk relu out=", lambda: rk.relu(x, LEAK, out=y), 2 * b),
+        Case("rk relu", lambda: rk.relu(x, LEAK), 2 * b),
+        Case("rk relu_dash out=", lambda: rk.relu_dash(x, LEAK, out=dy), 2 * b),
+        Case("rk relu + relu_dash out=", lambda: (rk.relu(x, LEAK, out=y), rk.relu_dash(x, LEAK, out=dy)), 4 * b),
+        Case("rk relu_and_dash out=", lambda: rk.relu_and_dash(x, LEAK, out=(y, dy)), 3 * b),
+    ]
+    if "torch" in groups:
+        import torch
+
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        cases += [
+            Case("torch leaky_relu out=", lambda: torch._C._nn.leaky_relu(tx, LEAK, out=ty), 2 * b),
+            Case("torch leaky_relu", lambda: torch.nn.functional.leaky_relu(tx, LEAK), 2 * b),
+        ]
+    return cases
+
+
+def gpu_cases(n: int, dtype: np.dtype, groups: list[str]) -> list[Case]:
+    import cupy
+
+    x = cupy.random.default_rng(0).standard_normal(n, dtype=np.float64).astype(dtype)
+    y = cupy.empty_like(x)
+    b = x.nbytes
+    typename = np.dtype(dtype).name if dtype != np.float16 else "float16"
+    elementwise = cupy.ElementwiseKernel(
+        f"{typename} x, {typename} a", f"{typename} y", "y = x <= 0 ? a * x : x", "leaky_relu_ew"
+    )
+    a = dtype.type(LEAK)
+    cases = [
+        Case(COPY["cuda"], lambda: y.data.copy_from_device_async(x.data, b), 2 * b, "cuda"),
+        Case("cupy where formula", lambda: cupy.where(x <= 0, a * x, x), 2 * b, "cuda"),
+        Case("cupy ElementwiseKernel out=", lambda: elementwise(x, a, y), 2 * b, "cuda"),
+        Case("rk cupy relu out=", lambda: rk.relu(x, LEAK, out=y), 2 * b, "cuda"),
+        Case("rk cupy relu", lambda: rk.relu(x, LEAK), 2 * b, "cuda"),
+        Case("rk cupy relu_and_dash", lambda: rk.relu_and_dash(x, LEAK), 3 * b, "cuda"),
+    ]
+    if "torch" in groups:
+        import torch
+
+        tx = torch.as_tensor(x, device="cuda")
+        ty = torch.empty_like(tx)
+        cases += [
+            Case("torch cuda leaky_relu out=", lambda: torch._C._nn.leaky_relu(tx, LEAK, out=ty), 2 * b, "cuda"),
+            Case("torch cuda leaky_relu", lambda: torch.nn.functional.leaky_relu(tx, LEAK), 2 * b, "cuda"),
+        ]
+    return cases
+
+
+def _calls_per_sample(case: Case) -> int:
+    """Enough calls that one sample lasts about 2 ms (timer and launch noise)."""
+    start = time.perf_counter()
+    _time_once(case, 1)
+    elapsed = max(time.perf_counter() - start, 1e-7)
+    return int(min(max(2e-3 / elapsed, 1), 10_000))
+
+
+def _time_once(case: Case, calls: int) -> float:
+    if case.device == "cuda":
+        import cupy
+
+        stream = cupy.cuda.get_current_stream()
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record(stream)
+        for _ in range(calls):
+            case.run()
+        end.record(stream)
+        end.synchronize()
+        return cupy.cuda.get_elapsed_time(start, end) / 1e3 / calls
+    start_time = time.perf_counter()
+    for _ in range(calls):
+        case.run()
+    return (time.perf_counter() - start_time) / calls
+
+
+def measure(cases: list[Case], rounds: int, progress: Callable[[], None] = lambda: None) -> None:
+    """Time every case ``rounds`` times, interleaved: round r runs each case once."""
+    calls = {}
+    for case in cases:
+        case.run()  # warm-up: compilation, allocation, caches
+        calls[case.name] = _calls_per_sample(case)
+    for _ in range(rounds):
+        for case in cases:
+            case.times.append(_time_once(case, calls[case.name]))
+        progress()
+
+
+def peak_allocation(function: Callable[[], Any]) -> int:
+    """Peak bytes that NumPy allocated during one call (tracemalloc sees NumPy's heap)."""
+    function()
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def run(sizes: list[int], dtype: str, groups: list[str], rounds: int, show_progress: bool) -> dict:
+    """Measure every case at every size; returns rows ready for a table or JSON."""
+    dtype_ = np.dtype(dtype)
+    rows = []
+    bar = _progress_bar(len(sizes) * rounds * (1 + ("cupy" in groups)), show_progress)
+    for n in sizes:
+        suites = [cpu_cases(n, dtype_, groups)]
+        if "cupy" in groups:
+            suites.append(gpu_cases(n, dtype_, groups))
+        for cases in suites:
+            measure(cases, rounds, bar.update)
+            rows += _rows(cases, n)
+    bar.close()
+    x = np.random.default_rng(0).standard_normal(sizes[-1]).astype(dtype_)
+    memory = {
+        "size": sizes[-1],
+        "x_nbytes": x.nbytes,
+        "rk relu": peak_allocation(lambda: rk.relu(x, LEAK)),
+        SEED: peak_allocation(lambda: _seed_relu(x, LEAK)),
+    }
+    return {"dtype": dtype_.name, "rows": rows, "peak_allocation": memory}
+
+
+def _rows(cases: list[Case], n: int) -> list[dict]:
+    medians = {c.name: statistics.median(c.times) for c in cases}
+    copy = medians[COPY[cases[0].device]]
+    copy_rate = next(c.bytes_moved for c in cases if c.name == COPY[c.device]) / copy
+    seed = medians.get(SEED)
+    rows = []
+    for case in cases:
+        rate = case.bytes_moved / medians[case.name]
+        rows.append(
+            {
+                "case": case.name,
+                "device": case.device,
+                "size": n,
+                "median_us": medians[case.name] * 1e6,
+                "gb_per_s": rate / 1e9,
+                "vs_copy": rate / copy_rate,
+                "speedup_vs_seed": (seed / medians[case.name]) if seed else None,
+                "samples": len(case.times),
+            }
+        )
+    return rows
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, show: bool) -> Any:
+    if not show or not sys.stderr.isatty():
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc="measuring", unit="round", leave=False)
+
+
+def format_table(result: dict) -> str:
+    """The rows as a Markdown table, then the peak allocation."""
+    lines = [
+        f"dtype {result['dtype']}; medians; GB/s counts bytes read + written; "
+        "'vs copy' is throughput over the same-size copy on the same device.",
+        "",
+        "| size | case | µs/call | GB/s | vs copy | × seed |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["rows"]:
+        seed = f"{row['speedup_vs_seed']:.1f}" if row["speedup_vs_seed"] else ""
+        lines.append(
+            f"| {row['size']:,} | {row['case']} | {row['median_us']:,.1f} | "
+            f"{row['gb_per_s']:.1f} | {row['vs_copy']:.2f} | {seed} |"
+        )
+    memory = result["peak_allocation"]
+    lines += [
+        "",
+        f"Peak allocation of one out-of-place call, {memory['size']:,} elements, "
+        f"in units of x.nbytes: rk relu {memory['rk relu'] / memory['x_nbytes']:.2f}, "
+        f"seed np.where {memory[SEED] / memory['x_nbytes']:.2f}",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: str) -> None:
+    """Throughput against size, log-log, one line per case, the copy dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    names = dict.fromkeys(row["case"] for row in result["rows"])
+    for name in names:
+        rows = [r for r in result["rows"] if r["case"] == name]
+        style = "--" if name in COPY.values() else "-"
+        axes.plot([r["size"] for r in rows], [r["gb_per_s"] for r in rows], style, marker="o", label=name)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("elements")
+    axes.set_ylabel("GB/s (read + written)")
+    axes.set_title(f"relukernels throughput, {result['dtype']}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
