@@ -1,0 +1,123 @@
+"""The GPU check, in one call on a lent machine (see README, "On a GPU").
+
+1. The `cuda` and `gpu` tests with real CuPy.
+2. The bandwidth table: relukernels on CuPy against a device-to-device copy, CuPy's
+   own `where` formula, a CuPy ElementwiseKernel and PyTorch, float32 at 2**10,
+   2**20, 2**26 and 2**28 elements; CUDA events, warm-up, medians.
+3. Where the time of a small call goes (host wall-clock per call).
+
+Writes gpu_check.json (and the pytest log) to $OUT when set. Installs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(os.environ.get("OUT", ROOT / "benchmarks"))
+
+
+def section(title: str) -> None:
+    print(f"\n=== {title} ({time.strftime('%H:%M:%S')})", flush=True)
+
+
+def versions() -> dict:
+    import cupy
+    import numba
+    import numpy
+
+    found = {"python": platform.python_version(), "numpy": numpy.__version__, "numba": numba.__version__,
+             "cupy": cupy.__version__}
+    for name in ("numba_cuda", "torch"):
+        try:
+            found[name] = __import__(name).__version__
+        except ImportError:
+            found[name] = "not installed"
+    found["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    return found
+
+
+def run_tests(timeout: int) -> int:
+    log = OUT / "gpu_pytest.log"
+    command = [sys.executable, "-m", "pytest", "-m", "cuda or gpu", "-q", "-p", "no:cacheprovider", "-rs"]
+    with log.open("w") as handle:
+        done = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
+    lines = log.read_text().splitlines()
+    print("\n".join(lines[-25:]))
+    return done.returncode
+
+
+def launch_breakdown() -> dict:
+    """Host microseconds per call at 1,024 float32 elements, for each layer of the call."""
+    import cupy
+    import numpy as np
+    from numba import cuda
+
+    import relukernels as rk
+    from relukernels._backends import _numba_cuda
+    from relukernels._backends.cuda import _Interface
+
+    x = cupy.random.default_rng(1).standard_normal(1024, dtype=cupy.float32)
+    y = cupy.empty_like(x)
+    dx, dy = cuda.as_cuda_array(x), cuda.as_cuda_array(y)
+    kernel = _numba_cuda.FLAT_KERNELS["relu"]
+    elementwise = cupy.ElementwiseKernel("float32 x, float32 a", "float32 y", "y = x <= 0 ? a * x : x", "ew")
+    a = np.float32(0.1)
+    stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+    calls = {
+        "rk.relu(x, 0.1, out=y)": lambda: rk.relu(x, 0.1, out=y),
+        "rk.relu(x, 0.1)": lambda: rk.relu(x, 0.1),
+        "cupy ElementwiseKernel(out=y)": lambda: elementwise(x, a, y),
+        "cupy.where formula": lambda: cupy.where(x <= 0, a * x, x),
+        "numba kernel launch, arrays ready": lambda: kernel[4, 256, stream](dx, a, dy),
+        "numba as_cuda_array(x)": lambda: cuda.as_cuda_array(x, sync=False),
+        "relukernels _Interface(x)": lambda: _Interface(x),
+        "cupy.empty_like(x)": lambda: cupy.empty_like(x),
+    }
+    result = {}
+    for name, call in calls.items():
+        for _ in range(200):
+            call()
+        cupy.cuda.get_current_stream().synchronize()
+        samples = []
+        for _ in range(15):
+            start = time.perf_counter()
+            for _ in range(200):
+                call()
+            samples.append((time.perf_counter() - start) / 200 * 1e6)
+            cupy.cuda.get_current_stream().synchronize()
+        result[name] = sorted(samples)[len(samples) // 2]
+        print(f"  {name:38} {result[name]:8.1f} µs")
+    return result
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT))
+    report: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    section("versions")
+    report["versions"] = versions()
+    print(json.dumps(report["versions"]))
+    section("pytest -m 'cuda or gpu' with real CuPy")
+    report["pytest_returncode"] = run_tests(timeout=int(os.environ.get("GPU_TEST_TIMEOUT", "240")))
+    section("launch cost breakdown, 1,024 float32")
+    report["launch_us"] = launch_breakdown()
+    section("bandwidth, float32")
+    from relukernels import _bench
+
+    groups = ["cupy"] + (["torch"] if report["versions"]["torch"] != "not installed" else [])
+    result = _bench.run([2**10, 2**20, 2**26, 2**28], "float32", groups, rounds=7, show_progress=False)
+    report["bandwidth"] = result
+    print(_bench.format_table(result))
+    (OUT / "gpu_check.json").write_text(json.dumps(report, indent=2))
+    return report["pytest_returncode"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
