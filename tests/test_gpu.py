@@ -33,7 +33,6 @@ def test_cupy_matches_oracle(data):
     """Every dtype and layout, the CuPy array seen through the same layout as NumPy's."""
     base, layout = data.draw(based_arrays(dtypes=DTYPES))
     x, device_x = layout.view(np, base), layout.view(cupy, cupy.asarray(base))
-    assert device_x.strides == x.strides
     leak = data.draw(leaks_for(x.dtype))
     for name, (function, formula) in FUNCTIONS.items():
         with np.errstate(all="ignore"):

@@ -115,7 +115,10 @@ class CudaBackend:
         key = (x.device.id, cupy.cuda.get_current_stream().ptr)
         stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[key] = cuda.external_stream(key[1])
+            # Pointer 0 is CuPy's null stream, the legacy default stream, which is
+            # Numba's default stream too.
+            stream = cuda.external_stream(key[1]) if key[1] else cuda.default_stream()
+            self._streams[key] = stream
         return stream
 
 
