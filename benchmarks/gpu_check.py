@@ -44,13 +44,25 @@ def versions() -> dict:
 
 
 def run_tests(timeout: int) -> int:
-    log = OUT / "gpu_pytest.log"
-    command = [sys.executable, "-m", "pytest", "-m", "cuda or gpu", "-q", "-p", "no:cacheprovider", "-rs"]
-    with log.open("w") as handle:
-        done = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
-    lines = log.read_text().splitlines()
-    print("\n".join(lines[-25:]))
-    return done.returncode
+    """The tests, streamed to the console and to $OUT/gpu_pytest.log."""
+    command = [
+        sys.executable, "-m", "pytest", "-m", "cuda or gpu", "-v", "-x", "--tb=short",
+        "-p", "no:cacheprovider", "-rs", "--timeout=120",
+    ]
+    environment = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "gpu")}
+    with (OUT / "gpu_pytest.log").open("w") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + timeout
+        for line in process.stdout:
+            log.write(line)
+            print(line, end="", flush=True)
+            if time.monotonic() > deadline:
+                process.kill()
+                print(f"-- tests stopped after {timeout} s", flush=True)
+                break
+        return process.wait()
 
 
 def launch_breakdown() -> dict:

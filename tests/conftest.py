@@ -2,7 +2,7 @@
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 # Numba reads this when numba.cuda is first imported: without a GPU the `cuda` tests
 # run the real kernel code on Numba's CUDA simulator.
@@ -20,4 +20,11 @@ settings.register_profile(
     ],
 )
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=2000)
+# A short, unshrunk run for a lent GPU, whose minutes are few.
+settings.register_profile(
+    "gpu",
+    parent=settings.get_profile("default"),
+    max_examples=40,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
