@@ -74,12 +74,16 @@ def launch_breakdown() -> dict:
 
     import relukernels as rk
     from relukernels._backends import _numba_cuda
-    from relukernels._backends.cuda import _Interface
+    from relukernels._backends.cuda import _Interface, _launch_views
 
     x = cupy.random.default_rng(1).standard_normal(1024, dtype=cupy.float32)
     y = cupy.empty_like(x)
     dx, dy = cuda.as_cuda_array(x), cuda.as_cuda_array(y)
-    kernel = _numba_cuda.FLAT_KERNELS["relu"]
+    kernel = _numba_cuda.KERNELS["relu", 1]
+    raw = _launch_views([_Interface(x), _Interface(y)])[0]
+    from cuda.core import Stream
+
+    core_stream = Stream.from_handle(cupy.cuda.get_current_stream().ptr)
     elementwise = cupy.ElementwiseKernel("float32 x, float32 a", "float32 y", "y = x <= 0 ? a * x : x", "ew")
     a = np.float32(0.1)
     stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
@@ -89,6 +93,7 @@ def launch_breakdown() -> dict:
         "cupy ElementwiseKernel(out=y)": lambda: elementwise(x, a, y),
         "cupy.where formula": lambda: cupy.where(x <= 0, a * x, x),
         "numba kernel launch, arrays ready": lambda: kernel[4, 256, stream](dx, a, dy),
+        "launch_raw, arguments ready": lambda: _numba_cuda.launch_raw("relu", a, raw, core_stream, 0),
         "numba as_cuda_array(x)": lambda: cuda.as_cuda_array(x, sync=False),
         "relukernels _Interface(x)": lambda: _Interface(x),
         "cupy.empty_like(x)": lambda: cupy.empty_like(x),

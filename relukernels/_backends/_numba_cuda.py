@@ -1,17 +1,25 @@
 """``@numba.cuda.jit`` kernels, compiled from the same formulas as the CPU loops.
 
 Every kernel is a grid-stride loop with 64-bit indices. The flat kernels take 1-d
-arrays (contiguous inputs and outputs in one memory order); the strided kernels take
-4-d views of any strides, negative included, and unravel the flat index themselves.
-``launch`` takes Numba device arrays, real or from the CUDA simulator
-(``NUMBA_ENABLE_CUDASIM=1``), which is how the tests run these kernels without a GPU.
+arrays of any stride and keep four loads in flight per thread (one element at a time
+leaves an H100 at about 60% of its copy bandwidth); the strided kernels take 4-d
+views of any strides, negative included, and unravel the flat index themselves.
+
+Two ways to launch: ``launch`` goes through Numba's own launcher with Numba device
+arrays, real or from the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the
+tests run the kernels without a GPU; ``launch_raw`` takes bare pointers, shapes and
+strides and calls ``cuda.core.launch`` on the compiled kernel, skipping the tens of
+microseconds that building device arrays and Numba's argument handling cost.
 Importing this module imports ``numba.cuda``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import ctypes
+import math
+from typing import Any, Callable, NamedTuple
 
+import numpy as np
 from numba import cuda
 
 from .. import _scalar
@@ -20,15 +28,50 @@ STRIDED_NDIM = 4
 """Strided arrays are launched as views of this many dimensions."""
 
 THREADS_PER_BLOCK = 256
-BLOCKS_PER_SM = 32
+BLOCKS_PER_SM = 8  # 8 x 256 threads fill an SM of 2,048: one wave, then grid-stride
 
 _relu = cuda.jit(device=True)(_scalar.relu)
 _relu_dash = cuda.jit(device=True)(_scalar.relu_dash)
 
 
-@cuda.jit(device=True)
-def _flat_index(i, shape):
-    return i
+def _flat_kernels(first: Any, second: Any = None) -> Any:
+    """A 1-d kernel writing ``first(x, a)`` (and ``second(x, a)``), four elements a
+    thread per step: all four loads are issued before any store, since the output may
+    be the input itself and the compiler must not reorder them."""
+    if second is None:
+
+        @cuda.jit
+        def kernel(x, a, y):
+            n, step, i = x.size, cuda.gridsize(1), cuda.grid(1)
+            while i + 3 * step < n:
+                v0, v1, v2, v3 = x[i], x[i + step], x[i + 2 * step], x[i + 3 * step]
+                y[i] = first(v0, a)
+                y[i + step] = first(v1, a)
+                y[i + 2 * step] = first(v2, a)
+                y[i + 3 * step] = first(v3, a)
+                i += 4 * step
+            while i < n:
+                y[i] = first(x[i], a)
+                i += step
+
+        return kernel
+
+    @cuda.jit
+    def kernel_pair(x, a, y, dy):
+        n, step, i = x.size, cuda.gridsize(1), cuda.grid(1)
+        while i + 3 * step < n:
+            v0, v1, v2, v3 = x[i], x[i + step], x[i + 2 * step], x[i + 3 * step]
+            y[i], dy[i] = first(v0, a), second(v0, a)
+            y[i + step], dy[i + step] = first(v1, a), second(v1, a)
+            y[i + 2 * step], dy[i + 2 * step] = first(v2, a), second(v2, a)
+            y[i + 3 * step], dy[i + 3 * step] = first(v3, a), second(v3, a)
+            i += 4 * step
+        while i < n:
+            v = x[i]
+            y[i], dy[i] = first(v, a), second(v, a)
+            i += step
+
+    return kernel_pair
 
 
 @cuda.jit(device=True)
@@ -40,54 +83,127 @@ def _unravel_4d(i, shape):
     return rest // shape[1], rest % shape[1], i2, i3
 
 
-def _kernels(index: Callable[..., Any]) -> dict[str, Any]:
-    """The three kernels, each element reached through ``index(i, shape)``."""
-
-    @cuda.jit
-    def relu(x, a, y):
-        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            at = index(i, x.shape)
-            y[at] = _relu(x[at], a)
-
-    @cuda.jit
-    def relu_dash(x, a, y):
-        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            at = index(i, x.shape)
-            y[at] = _relu_dash(x[at], a)
-
-    @cuda.jit
-    def relu_and_dash(x, a, y, dy):
-        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            at = index(i, x.shape)
-            value = x[at]
-            y[at] = _relu(value, a)
-            dy[at] = _relu_dash(value, a)
-
-    return {"relu": relu, "relu_dash": relu_dash, "relu_and_dash": relu_and_dash}
+@cuda.jit
+def _relu_strided(x, a, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        at = _unravel_4d(i, x.shape)
+        y[at] = _relu(x[at], a)
 
 
-FLAT_KERNELS = _kernels(_flat_index)
-STRIDED_KERNELS = _kernels(_unravel_4d)
+@cuda.jit
+def _relu_dash_strided(x, a, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        at = _unravel_4d(i, x.shape)
+        y[at] = _relu_dash(x[at], a)
+
+
+@cuda.jit
+def _relu_and_dash_strided(x, a, y, dy):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        at = _unravel_4d(i, x.shape)
+        value = x[at]
+        y[at] = _relu(value, a)
+        dy[at] = _relu_dash(value, a)
+
+
+KERNELS: dict[tuple[str, int], Any] = {
+    ("relu", 1): _flat_kernels(_relu),
+    ("relu_dash", 1): _flat_kernels(_relu_dash),
+    ("relu_and_dash", 1): _flat_kernels(_relu, _relu_dash),
+    ("relu", STRIDED_NDIM): _relu_strided,
+    ("relu_dash", STRIDED_NDIM): _relu_dash_strided,
+    ("relu_and_dash", STRIDED_NDIM): _relu_and_dash_strided,
+}
+"""Kernels by (operation, dimensions of the arrays they take)."""
 
 _multiprocessors: dict[int, int] = {}
 
 
-def _blocks(size: int) -> int:
-    device = cuda.get_current_device()
-    device_id = getattr(device, "id", 0)  # the simulator's device has no id
+def current_device_id() -> int:
+    """Numba's current device (the simulator's has no id: 0)."""
+    return getattr(cuda.get_current_device(), "id", 0)
+
+
+def _blocks(size: int, device_id: int) -> int:
     sms = _multiprocessors.get(device_id)
     if sms is None:
-        sms = _multiprocessors[device_id] = getattr(device, "MULTIPROCESSOR_COUNT", 1)
+        sms = _multiprocessors[device_id] = getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1)
     return max(1, min(-(-size // THREADS_PER_BLOCK), sms * BLOCKS_PER_SM))
 
 
 def launch(op: str, x: Any, a: Any, outs: tuple[Any, ...], stream: Any = 0) -> None:
-    """Run ``op`` over device array ``x`` into ``outs`` on ``stream``.
+    """Run ``op`` through Numba's launcher over device array ``x`` into ``outs``.
 
-    The arrays are 1-d (flat kernels) or ``STRIDED_NDIM``-d (strided kernels), all of
-    one shape; ``a`` is the leak as a scalar of the output dtype.
+    The arrays are 1-d or ``STRIDED_NDIM``-d, all of one shape; ``a`` is the leak as a
+    NumPy scalar of the output dtype.
     """
     if x.size == 0:
         return
-    kernels = FLAT_KERNELS if x.ndim == 1 else STRIDED_KERNELS
-    kernels[op][_blocks(x.size), THREADS_PER_BLOCK, stream](x, a, *outs)
+    KERNELS[op, x.ndim][_blocks(x.size, current_device_id()), THREADS_PER_BLOCK, stream](x, a, *outs)
+
+
+class RawArray(NamedTuple):
+    """Device memory seen as an array: what a kernel argument needs, nothing more."""
+
+    pointer: int
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]  # in bytes
+    dtype: np.dtype
+
+
+_SCALARS: dict[np.dtype, Callable[[Any], Any]] = {
+    np.dtype(np.float16): lambda a: ctypes.c_uint16(int(np.float16(a).view(np.uint16))),
+    np.dtype(np.float32): ctypes.c_float,
+    np.dtype(np.float64): ctypes.c_double,
+    **{np.dtype(c): getattr(ctypes, f"c_{np.dtype(c).name}") for c in "i1 i2 i4 i8 u1 u2 u4 u8".split()},
+}
+"""The leak as the kernel's C parameter, by its dtype (float16 goes as its bits)."""
+
+_compiled: dict[tuple, Any] = {}
+_configs: dict[int, Any] = {}
+
+
+def _compiled_kernel(op: str, ndim: int, in_dtype: np.dtype, out_dtype: np.dtype, device_id: int) -> Any:
+    """The ``cuda.core`` kernel of ``op`` for one signature, on the current device."""
+    key = (op, ndim, in_dtype, out_dtype, device_id)
+    kernel = _compiled.get(key)
+    if kernel is None:
+        from numba.cuda import types
+        from numba.cuda.np.numpy_support import from_dtype
+
+        x_type, y_type = from_dtype(in_dtype), from_dtype(out_dtype)
+        outputs = 2 if op == "relu_and_dash" else 1
+        signature = (types.Array(x_type, ndim, "A"), y_type) + (types.Array(y_type, ndim, "A"),) * outputs
+        compiled = KERNELS[op, ndim].compile(signature)
+        kernel = _compiled[key] = compiled._codelibrary.get_cufunc().kernel
+    return kernel
+
+
+def launch_raw(op: str, a: Any, arrays: list[RawArray], stream: Any, device_id: int) -> None:
+    """Run ``op`` over ``arrays[0]`` into ``arrays[1:]`` with ``cuda.core.launch``.
+
+    The arrays are 1-d or ``STRIDED_NDIM``-d, all of one shape; ``a`` is the leak,
+    cast to the output dtype; ``stream`` is a ``cuda.core`` stream; ``device_id`` is
+    Numba's current device, where the kernel is loaded.
+    """
+    from cuda.core import LaunchConfig, launch as core_launch
+
+    x = arrays[0]
+    size = math.prod(x.shape)
+    if size == 0:
+        return
+    kernel = _compiled_kernel(op, len(x.shape), x.dtype, arrays[1].dtype, device_id)
+    arguments = _array_arguments(x)
+    arguments.append(_SCALARS[arrays[1].dtype](a))
+    for out in arrays[1:]:
+        arguments += _array_arguments(out)
+    blocks = _blocks(size, device_id)
+    config = _configs.get(blocks)
+    if config is None:
+        config = _configs[blocks] = LaunchConfig(grid=blocks, block=THREADS_PER_BLOCK, shmem_size=0)
+    core_launch(stream, config, kernel, *arguments)
+
+
+def _array_arguments(array: RawArray) -> list[Any]:
+    """Numba's array ABI: meminfo, parent, size, itemsize, data, shape..., strides..."""
+    return [0, 0, math.prod(array.shape), array.dtype.itemsize, array.pointer, *array.shape, *array.strides]

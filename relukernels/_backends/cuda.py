@@ -10,7 +10,8 @@ Nothing here imports CUDA until an array of this backend arrives.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import math
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -56,20 +57,17 @@ class CudaBackend:
         if x_interface.dtype not in _KERNEL_DTYPES:
             raise TypeError(f"x has dtype {x_interface.dtype}, which the CUDA kernels do not support")
         outs = tuple(self._output(o, x, x_interface, dtype, name) for o, name in zip(outs, names))
-        interfaces = [x_interface, *map(_Interface, outs)]
-        _check_overlaps(interfaces, names)
         if x_interface.size == 0:
             return outs
-        from numba import cuda
-
+        interfaces = [x_interface, *map(_Interface, outs)]
+        _check_overlaps(interfaces, names)
         from . import _numba_cuda
 
-        with self._device(x):
-            views = _device_views(cuda, interfaces)
-            stream = self._stream(cuda, x)
+        with self._device(x) as device_id:
+            stream = self._stream(x)
             leak_scalar = dtype.type(a)
-            for arrays in views:
-                _numba_cuda.launch(op, arrays[0], leak_scalar, tuple(arrays[1:]), stream)
+            for arrays in _launch_views(interfaces):
+                _numba_cuda.launch_raw(op, leak_scalar, arrays, stream, device_id)
         return outs
 
     def _output(self, out: Any, x: Any, x_interface: "_Interface", dtype: np.dtype, name: str) -> Any:
@@ -92,33 +90,40 @@ class CudaBackend:
             device=_device_id(x),
             device_of=_device_id,
         )
-        if out.__cuda_array_interface__["data"][1]:
+        if _Interface(out).read_only:
             raise ValueError(f"{name} is read-only")
         return out
 
     @staticmethod
-    def _device(x: Any) -> contextlib.AbstractContextManager:
-        """Make ``x``'s device current for Numba (and CuPy) while launching."""
-        device_id = _device_id(x)
+    @contextlib.contextmanager
+    def _device(x: Any) -> Iterator[int]:
+        """Make ``x``'s device Numba's current one while launching; yields its id."""
+        from . import _numba_cuda
+
+        current = _numba_cuda.current_device_id()
+        wanted = _device_id(x)
+        if wanted is None or wanted == current:
+            yield current
+            return
         from numba import cuda
 
-        if device_id is None or cuda.get_current_device().id == device_id:
-            return contextlib.nullcontext()
-        return cuda.gpus[device_id]
+        with cuda.gpus[wanted]:
+            yield wanted
 
-    def _stream(self, cuda: Any, x: Any) -> Any:
-        """The caller's current stream as a Numba stream, one wrapper per stream."""
-        if not _is_cupy(x):
-            return 0
-        import cupy
+    def _stream(self, x: Any) -> Any:
+        """The caller's current stream as a ``cuda.core`` stream, one per stream handle:
+        CuPy's current stream for CuPy arrays, else the legacy default stream (0)."""
+        if _is_cupy(x):
+            import cupy
 
-        key = (x.device.id, cupy.cuda.get_current_stream().ptr)
+            key = (x.device.id, cupy.cuda.get_current_stream().ptr)
+        else:
+            key = (_device_id(x), 0)
         stream = self._streams.get(key)
         if stream is None:
-            # Pointer 0 is CuPy's null stream, the legacy default stream, which is
-            # Numba's default stream too.
-            stream = cuda.external_stream(key[1]) if key[1] else cuda.default_stream()
-            self._streams[key] = stream
+            from cuda.core import Stream
+
+            stream = self._streams[key] = Stream.from_handle(key[1])
         return stream
 
 
@@ -128,18 +133,21 @@ def _device_id(x: Any) -> int | None:
 
 
 class _Interface:
-    """The parts of ``__cuda_array_interface__`` that the launch needs, in elements."""
+    """Pointer, shape, strides (in elements) and dtype of a device array: from CuPy's
+    attributes for CuPy arrays, which is much faster, else from the interface."""
 
     def __init__(self, array: Any) -> None:
-        cai = array.__cuda_array_interface__
-        self.owner = array
-        self.pointer = cai["data"][0]
-        self.shape = tuple(cai["shape"])
-        self.size = int(np.prod(self.shape))
-        self.dtype = np.dtype(cai["typestr"])
+        if _is_cupy(array):
+            self.pointer, self.shape = array.data.ptr, array.shape
+            self.dtype, byte_strides = array.dtype, array.strides
+            self.read_only = False
+        else:
+            cai = array.__cuda_array_interface__
+            self.pointer, self.read_only = cai["data"]
+            self.shape, self.dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
+            byte_strides = cai.get("strides") or _c_strides(self.shape, self.dtype.itemsize)
         self.itemsize = self.dtype.itemsize
-        self.typestr = cai["typestr"]
-        byte_strides = cai.get("strides") or _c_strides(self.shape, self.itemsize)
+        self.size = math.prod(self.shape)
         if any(s % self.itemsize for s in byte_strides):
             raise ValueError("arrays with strides that are not whole elements are not supported")
         self.strides = tuple(s // self.itemsize for s in byte_strides)
@@ -187,21 +195,21 @@ def _check_overlaps(interfaces: list[_Interface], names: tuple) -> None:
         raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
 
 
-def _device_views(cuda: Any, interfaces: list[_Interface]) -> list[list[Any]]:
-    """Numba device arrays over the same memory, in launch shape, one list per launch.
+def _launch_views(interfaces: list[_Interface]) -> list[list[Any]]:
+    """The arrays as kernel arguments over the same memory, one list per launch.
 
-    All arrays dense in one order: one 1-d view each. Otherwise the dimensions are
-    merged where every array allows it; one dimension left is a strided 1-d view,
-    more are 4-d views, with one launch per index of any dimensions beyond four.
+    All arrays dense in one order: 1-d views. Otherwise the dimensions are merged
+    where every array allows it; one dimension left is a strided 1-d view, more are
+    4-d views, with one launch per index of any dimensions beyond four.
     """
     from ._numba_cuda import STRIDED_NDIM
 
     x = interfaces[0]
     if x.order is not None and all(i.order == x.order or x.size == 1 for i in interfaces):
-        return [[_view(cuda, i, i.pointer, (x.size,), (1,)) for i in interfaces]]
+        return [[_raw(i, i.pointer, (x.size,), (1,)) for i in interfaces]]
     shape, strides = _merge_dims(x.shape, [i.strides for i in interfaces])
     if len(shape) == 1:
-        return [[_view(cuda, i, i.pointer, shape, s) for i, s in zip(interfaces, strides)]]
+        return [[_raw(i, i.pointer, shape, s) for i, s in zip(interfaces, strides)]]
     pad = max(0, STRIDED_NDIM - len(shape))
     shape = (1,) * pad + shape
     strides = [(0,) * pad + s for s in strides]
@@ -211,7 +219,7 @@ def _device_views(cuda: Any, interfaces: list[_Interface]) -> list[list[Any]]:
         views = []
         for interface, s in zip(interfaces, strides):
             offset = sum(i * step for i, step in zip(index, s[:lead])) * interface.itemsize
-            views.append(_view(cuda, interface, interface.pointer + offset, shape[lead:], s[lead:]))
+            views.append(_raw(interface, interface.pointer + offset, shape[lead:], s[lead:]))
         launches.append(views)
     return launches
 
@@ -233,12 +241,7 @@ def _merge_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple
     return tuple(merged_shape), [tuple(s) for s in merged]
 
 
-def _view(cuda: Any, interface: _Interface, pointer: int, shape: tuple, strides: tuple) -> Any:
-    description = {
-        "shape": tuple(shape),
-        "strides": tuple(s * interface.itemsize for s in strides),
-        "typestr": interface.typestr,
-        "data": (pointer, False),
-        "version": 3,
-    }
-    return cuda.from_cuda_array_interface(description, owner=interface.owner, sync=False)
+def _raw(interface: _Interface, pointer: int, shape: tuple, strides: tuple) -> Any:
+    from ._numba_cuda import RawArray
+
+    return RawArray(pointer, tuple(shape), tuple(st * interface.itemsize for st in strides), interface.dtype)
