@@ -146,8 +146,13 @@ def _time_once(case: Case, calls: int) -> float:
 def measure(cases: list[Case], rounds: int, progress: Callable[[], None] = lambda: None) -> None:
     """Time every case ``rounds`` times, interleaved: round r runs each case once."""
     calls = {}
-    for case in cases:
-        case.run()  # warm-up: compilation, allocation, caches
+    for case in list(cases):
+        try:
+            case.run()  # warm-up: compilation, allocation, caches
+        except Exception as error:  # a broken peer must not hide the others' numbers
+            print(f"relukernels bench: {case.name} failed and is left out: {error!r}", file=sys.stderr)
+            cases.remove(case)
+            continue
         calls[case.name] = _calls_per_sample(case)
     for _ in range(rounds):
         for case in cases:
