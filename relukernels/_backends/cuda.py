@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +63,8 @@ class CudaBackend:
         _check_overlaps(interfaces, names)
         from . import _numba_cuda
 
-        with self._device(x) as device_id:
+        with self._device(x):
+            device_id = x.device.id if _is_cupy(x) else _numba_cuda.current_device_id()
             stream = self._stream(x)
             leak_scalar = dtype.type(a)
             for arrays in _launch_views(interfaces):
@@ -95,20 +96,13 @@ class CudaBackend:
         return out
 
     @staticmethod
-    @contextlib.contextmanager
-    def _device(x: Any) -> Iterator[int]:
-        """Make ``x``'s device Numba's current one while launching; yields its id."""
-        from . import _numba_cuda
-
-        current = _numba_cuda.current_device_id()
-        wanted = _device_id(x)
-        if wanted is None or wanted == current:
-            yield current
-            return
-        from numba import cuda
-
-        with cuda.gpus[wanted]:
-            yield wanted
+    def _device(x: Any) -> contextlib.AbstractContextManager:
+        """Make ``x``'s device the current one while launching: CuPy's device context
+        for CuPy arrays (cheap; Numba attaches to the same primary context), else
+        Numba's current device."""
+        if _is_cupy(x):
+            return x.device
+        return contextlib.nullcontext()
 
     def _stream(self, x: Any) -> Any:
         """The caller's current stream as a ``cuda.core`` stream, one per stream handle:
