@@ -86,6 +86,21 @@ def test_strided_kernels_on_4d_views(case, data):
         np.testing.assert_array_equal(result, want, strict=True)
 
 
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_flat_kernels_over_many_tiles(op, blocks):
+    """Full tiles, a partial last tile and the grid-stride step between tiles, which
+    the small arrays above never reach (a tile is 4 x 256 elements)."""
+    n = 5 * _numba_cuda.TILE * _numba_cuda.THREADS_PER_BLOCK + 77
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    x[::7] = -np.inf
+    expected = _expected(op, x, 0.1)
+    outs = tuple(cuda.device_array(n, np.float32) for _ in expected)
+    _numba_cuda.KERNELS[op, 1][blocks, _numba_cuda.THREADS_PER_BLOCK](cuda.to_device(x), np.float32(0.1), *outs)
+    for out, want in zip(outs, expected):
+        np.testing.assert_array_equal(out.copy_to_host(), want, strict=True)
+
+
 def test_empty_arrays_launch_nothing():
     x = cuda.to_device(np.empty(0, np.float32))
     y = cuda.device_array(0, np.float32)

@@ -1,9 +1,10 @@
 """``@numba.cuda.jit`` kernels, compiled from the same formulas as the CPU loops.
 
 Every kernel is a grid-stride loop with 64-bit indices. The flat kernels take 1-d
-arrays of any stride and keep eight loads in flight per thread (one element at a time
-left an H100 at 60% of its copy bandwidth, four at 80%); the strided kernels take 4-d
-views of any strides, negative included, and unravel the flat index themselves.
+arrays of any stride and keep four loads in flight per thread, in tiles of consecutive
+elements (on an H100 one element per thread reached 60% of the copy bandwidth, four
+strided a grid apart 80%); the strided kernels take 4-d views of any strides,
+negative included, and unravel the flat index themselves.
 
 Two ways to launch: ``launch`` goes through Numba's own launcher with Numba device
 arrays, real or from the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the
@@ -29,51 +30,55 @@ STRIDED_NDIM = 4
 
 THREADS_PER_BLOCK = 256
 BLOCKS_PER_SM = 8  # 8 x 256 threads fill an SM of 2,048: one wave, then grid-stride
+TILE = 4  # elements per thread per step of the flat kernels (the kernels unroll 4)
 
 _relu = cuda.jit(device=True)(_scalar.relu)
 _relu_dash = cuda.jit(device=True)(_scalar.relu_dash)
 
 
 def _flat_kernels(first: Any, second: Any = None) -> Any:
-    """A 1-d kernel writing ``first(x, a)`` (and ``second(x, a)``), eight elements a
-    thread per step: all eight loads are issued before any store (the output may be
-    the input itself, so the compiler may not reorder them), which keeps enough bytes
-    in flight to approach the copy bandwidth."""
+    """A 1-d kernel writing ``first(x, a)`` (and ``second(x, a)``).
+
+    Each block works through tiles of ``TILE`` consecutive blocks' worth of elements
+    (a grid-stride loop over tiles); each thread loads its ``TILE`` elements of a
+    tile before it stores any. The loads in flight keep the memory busy, the tiles
+    keep a block's accesses together, and the loads come first because the output
+    may be the input itself, so the compiler may not move them past the stores.
+    """
     if second is None:
 
         @cuda.jit
         def kernel(x, a, y):
-            n, s, i = x.size, cuda.gridsize(1), cuda.grid(1)
-            while i + 7 * s < n:
-                v0, v1, v2, v3 = x[i], x[i + s], x[i + 2 * s], x[i + 3 * s]
-                v4, v5, v6, v7 = x[i + 4 * s], x[i + 5 * s], x[i + 6 * s], x[i + 7 * s]
-                y[i], y[i + s], y[i + 2 * s], y[i + 3 * s] = first(v0, a), first(v1, a), first(v2, a), first(v3, a)
-                y[i + 4 * s], y[i + 5 * s] = first(v4, a), first(v5, a)
-                y[i + 6 * s], y[i + 7 * s] = first(v6, a), first(v7, a)
-                i += 8 * s
-            while i < n:
+            n, w = x.size, cuda.blockDim.x
+            i = cuda.blockIdx.x * TILE * w + cuda.threadIdx.x
+            step = cuda.gridDim.x * TILE * w
+            while i + 3 * w < n:
+                v0, v1, v2, v3 = x[i], x[i + w], x[i + 2 * w], x[i + 3 * w]
+                y[i], y[i + w] = first(v0, a), first(v1, a)
+                y[i + 2 * w], y[i + 3 * w] = first(v2, a), first(v3, a)
+                i += step
+            while i < n:  # this thread's part of the last, partial tile
                 y[i] = first(x[i], a)
-                i += s
+                i += w
 
         return kernel
 
     @cuda.jit
     def kernel_pair(x, a, y, dy):
-        n, s, i = x.size, cuda.gridsize(1), cuda.grid(1)
-        while i + 7 * s < n:
-            v0, v1, v2, v3 = x[i], x[i + s], x[i + 2 * s], x[i + 3 * s]
-            v4, v5, v6, v7 = x[i + 4 * s], x[i + 5 * s], x[i + 6 * s], x[i + 7 * s]
-            y[i], y[i + s], y[i + 2 * s], y[i + 3 * s] = first(v0, a), first(v1, a), first(v2, a), first(v3, a)
-            y[i + 4 * s], y[i + 5 * s] = first(v4, a), first(v5, a)
-            y[i + 6 * s], y[i + 7 * s] = first(v6, a), first(v7, a)
-            dy[i], dy[i + s], dy[i + 2 * s], dy[i + 3 * s] = second(v0, a), second(v1, a), second(v2, a), second(v3, a)
-            dy[i + 4 * s], dy[i + 5 * s] = second(v4, a), second(v5, a)
-            dy[i + 6 * s], dy[i + 7 * s] = second(v6, a), second(v7, a)
-            i += 8 * s
+        n, w = x.size, cuda.blockDim.x
+        i = cuda.blockIdx.x * TILE * w + cuda.threadIdx.x
+        step = cuda.gridDim.x * TILE * w
+        while i + 3 * w < n:
+            v0, v1, v2, v3 = x[i], x[i + w], x[i + 2 * w], x[i + 3 * w]
+            y[i], y[i + w] = first(v0, a), first(v1, a)
+            y[i + 2 * w], y[i + 3 * w] = first(v2, a), first(v3, a)
+            dy[i], dy[i + w] = second(v0, a), second(v1, a)
+            dy[i + 2 * w], dy[i + 3 * w] = second(v2, a), second(v3, a)
+            i += step
         while i < n:
             v = x[i]
             y[i], dy[i] = first(v, a), second(v, a)
-            i += s
+            i += w
 
     return kernel_pair
 
@@ -132,7 +137,7 @@ def _blocks(size: int, device_id: int) -> int:
     sms = _multiprocessors.get(device_id)
     if sms is None:
         sms = _multiprocessors[device_id] = getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1)
-    return max(1, min(-(-size // THREADS_PER_BLOCK), sms * BLOCKS_PER_SM))
+    return max(1, min(-(-size // (TILE * THREADS_PER_BLOCK)), sms * BLOCKS_PER_SM))
 
 
 def launch(op: str, x: Any, a: Any, outs: tuple[Any, ...], stream: Any = 0) -> None:

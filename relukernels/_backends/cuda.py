@@ -50,50 +50,54 @@ class CudaBackend:
         y, dy = self._run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
         return y, dy
 
-    def _run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> tuple:
-        x_interface = _Interface(x)
-        a, keeps_dtype = _validate.dtype_rule(np, x_interface.dtype).resolve(leak)
-        dtype = x_interface.dtype if keeps_dtype else _FLOAT64
-        if x_interface.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"x has dtype {x_interface.dtype}, which the CUDA kernels do not support")
-        outs = tuple(self._output(o, x, x_interface, dtype, name) for o, name in zip(outs, names))
-        if x_interface.size == 0:
+    def _run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
+        x_info = _Interface(x)
+        a, keeps_dtype = _validate.dtype_rule(np, x_info.dtype).resolve(leak)
+        dtype = x_info.dtype if keeps_dtype else _FLOAT64
+        if x_info.dtype not in _KERNEL_DTYPES:
+            raise TypeError(f"x has dtype {x_info.dtype}, which the CUDA kernels do not support")
+        given = [(out, name) for out, name in zip(outs, names) if out is not None]
+        for out, name in given:
+            self._check_out(out, x, x_info, dtype, name)
+        _check_overlaps(x, x_info, given)
+        outs = [self._allocate(x, x_info, dtype) if out is None else out for out in outs]
+        if x_info.size == 0:
             return outs
-        interfaces = [x_interface, *map(_Interface, outs)]
-        _check_overlaps(interfaces, names)
         from . import _numba_cuda
 
         with self._device(x):
             device_id = x.device.id if _is_cupy(x) else _numba_cuda.current_device_id()
             stream = self._stream(x)
             leak_scalar = dtype.type(a)
-            for arrays in _launch_views(interfaces):
+            for arrays in _launch_views([x_info, *map(_Interface, outs)]):
                 _numba_cuda.launch_raw(op, leak_scalar, arrays, stream, device_id)
         return outs
 
-    def _output(self, out: Any, x: Any, x_interface: "_Interface", dtype: np.dtype, name: str) -> Any:
-        if out is None:
-            if _is_cupy(x):
-                import cupy
+    @staticmethod
+    def _allocate(x: Any, x_info: "_Interface", dtype: np.dtype) -> Any:
+        """A new output in ``x``'s library, on its device, in its memory order."""
+        if _is_cupy(x):
+            import cupy
 
-                with x.device:
-                    return cupy.empty_like(x, dtype=dtype)
-            from numba import cuda
+            with x.device:
+                return cupy.empty_like(x, dtype=dtype)
+        from numba import cuda
 
-            order = "F" if x_interface.order == "F" else "C"
-            return cuda.device_array(x_interface.shape, dtype=dtype, order=order)
+        return cuda.device_array(x_info.shape, dtype=dtype, order="F" if x_info.order == "F" else "C")
+
+    @staticmethod
+    def _check_out(out: Any, x: Any, x_info: "_Interface", dtype: np.dtype, name: str) -> None:
         _validate.out_array(
             out,
             name=name,
             expected_type=type(x),
-            shape=x_interface.shape,
+            shape=x_info.shape,
             dtype=dtype,
             device=_device_id(x),
             device_of=_device_id,
         )
-        if _Interface(out).read_only:
+        if not _is_cupy(out) and _Interface(out).read_only:
             raise ValueError(f"{name} is read-only")
-        return out
 
     @staticmethod
     def _device(x: Any) -> contextlib.AbstractContextManager:
@@ -145,10 +149,14 @@ class _Interface:
         if any(s % self.itemsize for s in byte_strides):
             raise ValueError("arrays with strides that are not whole elements are not supported")
         self.strides = tuple(s // self.itemsize for s in byte_strides)
-        extents = [(n - 1) * s for n, s in zip(self.shape, self.strides) if n > 1]
-        self.low = self.pointer + sum(e for e in extents if e < 0) * self.itemsize
-        self.high = self.pointer + (sum(e for e in extents if e > 0) + 1) * self.itemsize
         self.order = _order(self.shape, self.strides)
+
+    def extent(self) -> tuple[int, int]:
+        """The first and one-past-the-last byte that the array touches."""
+        reach = [(n - 1) * s for n, s in zip(self.shape, self.strides) if n > 1]
+        low = self.pointer + sum(r for r in reach if r < 0) * self.itemsize
+        high = self.pointer + (sum(r for r in reach if r > 0) + 1) * self.itemsize
+        return low, high
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -179,14 +187,24 @@ def _is_dense(dims: Any) -> bool:
     return True
 
 
-def _check_overlaps(interfaces: list[_Interface], names: tuple) -> None:
-    x = interfaces[0]
-    for name, out in zip(names, interfaces[1:]):
-        same = (out.pointer, out.shape, out.strides) == (x.pointer, x.shape, x.strides)
-        if not same and out.low < x.high and x.low < out.high:
+def _check_overlaps(x: Any, x_info: _Interface, given: list[tuple[Any, str]]) -> None:
+    """Outputs the caller passed may be ``x`` itself, but may not partly overlap it
+    (the kernels read and write in parallel), nor each other."""
+    if x_info.size == 0:
+        return
+    extents = []
+    for out, name in given:
+        info = _Interface(out)
+        same = (info.pointer, info.shape, info.strides) == (x_info.pointer, x_info.shape, x_info.strides)
+        if out is not x and not same and _intersect(info.extent(), x_info.extent()):
             raise ValueError(f"{name} overlaps x without being x; pass out=x or a separate array")
-    if len(interfaces) == 3 and interfaces[1].low < interfaces[2].high and interfaces[2].low < interfaces[1].high:
+        extents.append(info.extent())
+    if len(extents) == 2 and _intersect(*extents):
         raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
+
+
+def _intersect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
 
 
 def _launch_views(interfaces: list[_Interface]) -> list[list[Any]]:
