@@ -46,6 +46,8 @@ class FloatRule:
     def resolve(self, value: int | float) -> tuple[float, bool]:
         """``leak`` for this dtype (0.0 where it rounds to zero), and True: the result
         keeps the dtype."""
+        if type(value) is float and self.underflow < abs(value) < self.overflow:
+            return value, True  # the common case, first and cheap
         return self.cast_leak(value), True
 
     def cast_leak(self, value: int | float) -> float:
@@ -86,7 +88,8 @@ class IntegerRule:
         return as_int
 
 
-_rules: dict[tuple[type, Any], FloatRule | IntegerRule] = {}
+_rules: dict[Any, dict[Any, FloatRule | IntegerRule]] = {}
+"""Rules by namespace, then dtype: dtypes of two namespaces are never compared."""
 
 
 def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
@@ -94,9 +97,11 @@ def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
 
     Raises ``TypeError`` for bool, complex and every other non-real dtype.
     """
-    key = (type(dtype), dtype)  # the type first: dtypes of two namespaces never compare
+    rules = _rules.get(xp)
+    if rules is None:
+        rules = _rules[xp] = {}
     try:
-        return _rules[key]
+        return rules[dtype]
     except (KeyError, TypeError):
         pass
     name = str(dtype).removeprefix("torch.")
@@ -123,7 +128,7 @@ def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
             "(not bool, complex, object or string)"
         )
     try:
-        _rules[key] = rule
+        rules[dtype] = rule
     except TypeError:
         pass
     return rule
@@ -143,12 +148,12 @@ def out_array(
 
     ``device_of`` reads an array's device; when given, ``out`` must be on ``device``.
     """
-    if not isinstance(out, expected_type):
+    if type(out) is not expected_type and not isinstance(out, expected_type):
         raise TypeError(
             f"{name} must be an array of x's type ({_type_name(expected_type)}), "
             f"got {_type_name(type(out))}"
         )
-    if tuple(out.shape) != tuple(shape):
+    if out.shape != shape and tuple(out.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(out.shape)}; the result has shape {tuple(shape)}")
     if out.dtype != dtype:
         raise TypeError(f"{name} has dtype {out.dtype}; the result has dtype {dtype}")

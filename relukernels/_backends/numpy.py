@@ -132,17 +132,24 @@ def _float16_tables(a: float) -> tuple[np.ndarray, np.ndarray]:
 def _launch(name: str, x: np.ndarray, extras: tuple, outs: list, overlaps: bool) -> None:
     """Run loop ``name`` over ``x`` into ``outs``, on chunks in threads when large.
 
-    ``overlaps``: an output shares memory with ``x`` without being ``x``; then NumPy's
-    gufunc machinery, which buffers overlapping operands, runs it in one piece.
+    All arrays C- (or all F-) contiguous: the ``njit`` loop over 1-d views in memory
+    order. Otherwise, or when an output shares memory with ``x`` without being ``x``,
+    the gufunc, whose NumPy machinery handles any strides and buffers overlaps.
     """
     arrays = [x, *outs]
-    flat = None if overlaps else _flat_views(arrays)
-    if flat is None:
-        kernel = functools.partial(_quietly, _loops[name, False, x.dtype, outs[0].dtype])
-        arrays = arrays if x.ndim else [a.reshape(1) for a in arrays]
-    else:
+    c_order = f_order = not overlaps
+    for array in arrays:
+        flags = array.flags
+        c_order = c_order and flags.c_contiguous
+        f_order = f_order and flags.f_contiguous
+    if c_order or f_order:
+        if x.ndim != 1:
+            arrays = [a.reshape(-1) if c_order else a.T.reshape(-1) for a in arrays]
         kernel = _loops[name, True, x.dtype, outs[0].dtype]
-        arrays = flat
+    else:
+        if not x.ndim:
+            arrays = [a.reshape(1) for a in arrays]
+        kernel = functools.partial(_quietly, _loops[name, False, x.dtype, outs[0].dtype])
     if x.size < PARALLEL_MIN_SIZE or overlaps or num_threads() == 1:
         kernel(arrays[0], *extras, *arrays[1:])
         return
@@ -165,20 +172,6 @@ class _CompiledLoops(dict):
 
 
 _loops = _CompiledLoops()
-
-
-def _flat_views(arrays: list[np.ndarray]) -> list[np.ndarray] | None:
-    """1-d views in memory order when all arrays are C- (or all F-) contiguous."""
-    c_order = f_order = True
-    for a in arrays:
-        flags = a.flags
-        c_order = c_order and flags.c_contiguous
-        f_order = f_order and flags.f_contiguous
-    if c_order:
-        return arrays if arrays[0].ndim == 1 else [a.reshape(-1) for a in arrays]
-    if f_order:
-        return [a.T.reshape(-1) for a in arrays]
-    return None
 
 
 def _chunk_bounds(length: int, pieces: int) -> list[int]:
