@@ -1,0 +1,196 @@
+"""asv suite: relukernels against the tutorial's formula, NumPy and its peers.
+
+Parameterised over backend x operation x size x dtype. Each case is timed allocating
+its result and writing into a preallocated ``out`` (``time_*_out``; in-place calls with
+``out=x`` run the same kernels over the same bytes, and repeating them would drive a
+leaky ReLU's negative inputs into subnormals). ``track_*`` reports throughput and the
+ratio to a copy of the same bytes on the same device, measured in the same process, so
+the dashboard shows the distance to the hardware limit. ``peakmem_*`` is the process's
+peak memory.
+
+Backends this machine lacks are skipped without starting a process
+(``skip_for_params``), and nothing here touches CUDA at import: a GPU backend needs its
+library installed and an NVIDIA device node, and is imported in ``setup``. Run GPU
+benchmarks with ``launch_method: spawn`` (asv's forkserver breaks CUDA).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+from asv_runner.benchmarks.mark import skip_for_params
+
+LEAK = 0.1
+OPS = ["relu", "relu_dash", "relu_and_dash"]
+SIZES = [1_000, 1_000_000, 16_000_000]
+DTYPES = ["float32", "float64"]
+
+_HAS_GPU = os.path.exists("/dev/nvidiactl")
+_HAS = {name: importlib.util.find_spec(name) is not None for name in ("torch", "cupy")}
+AVAILABLE = {
+    "seed np.where": True,
+    "numpy maximum": True,
+    "rk numpy": True,
+    "torch cpu": _HAS["torch"],
+    "rk cupy": _HAS["cupy"] and _HAS_GPU,
+    "cupy formula": _HAS["cupy"] and _HAS_GPU,
+    "torch cuda": _HAS["torch"] and _HAS_GPU,
+}
+BACKENDS = list(AVAILABLE)
+ON_GPU = {"rk cupy", "cupy formula", "torch cuda"}
+ONLY_RELU = {"numpy maximum"}  # np.maximum(x, leak * x) has no derivative form
+
+
+def _skipped(*rest: list) -> list[tuple]:
+    """Every parameter tuple whose backend is missing here or cannot do the operation."""
+    return [
+        (backend, op, *others)
+        for backend, op, *others in itertools.product(BACKENDS, OPS, *rest)
+        if not AVAILABLE[backend] or (backend in ONLY_RELU and op != "relu")
+    ]
+
+
+class _Arrays:
+    """Input and output arrays of one backend, and the call for each operation."""
+
+    def __init__(self, backend: str, size: int, dtype: str) -> None:
+        host = np.random.default_rng(0).standard_normal(size).astype(dtype)
+        self.backend, self.nbytes, self.sync = backend, host.nbytes, (lambda: None)
+        if backend in ("rk cupy", "cupy formula"):
+            import cupy
+
+            self.x = cupy.asarray(host)
+            self.y, self.dy = cupy.empty_like(self.x), cupy.empty_like(self.x)
+            self.sync = cupy.cuda.get_current_stream().synchronize
+            self.copy = lambda: self.y.data.copy_from_device_async(self.x.data, self.nbytes)
+        elif backend in ("torch cpu", "torch cuda"):
+            import torch
+
+            self.x = torch.from_numpy(host).to("cuda" if backend == "torch cuda" else "cpu")
+            self.y, self.dy = torch.empty_like(self.x), torch.empty_like(self.x)
+            if backend == "torch cuda":
+                self.sync = torch.cuda.synchronize
+            self.copy = lambda: self.y.copy_(self.x)
+        else:
+            self.x = host
+            self.y, self.dy = np.empty_like(host), np.empty_like(host)
+            self.copy = lambda: np.copyto(self.y, self.x)
+
+    def call(self, op: str, out: bool) -> Callable[[], Any]:
+        """A function that runs ``op`` once (into ``y``/``dy`` when ``out``) and waits."""
+        x, y, dy, sync = self.x, self.y, self.dy, self.sync
+        if self.backend in ("rk numpy", "rk cupy"):
+            import relukernels as rk
+
+            target = {"relu": y, "relu_dash": y, "relu_and_dash": (y, dy)}[op] if out else None
+            function = getattr(rk, op)
+            return lambda: (function(x, LEAK, out=target), sync())
+        if self.backend == "numpy maximum":
+            return lambda: np.maximum(x, LEAK * x, out=y if out else None)
+        if self.backend in ("seed np.where", "cupy formula"):
+            xp = np if self.backend == "seed np.where" else __import__("cupy")
+            formulas = {
+                "relu": lambda: xp.where(x <= 0, LEAK * x, x),
+                "relu_dash": lambda: xp.where(x <= 0, LEAK, 1),
+                "relu_and_dash": lambda: (xp.where(x <= 0, LEAK * x, x), xp.where(x <= 0, LEAK, 1)),
+            }
+            return lambda: (formulas[op](), sync())
+        import torch
+        import torch.nn.functional as F
+
+        one, leak = torch.ones((), dtype=x.dtype, device=x.device), torch.full((), LEAK, dtype=x.dtype, device=x.device)
+        formulas = {
+            "relu": lambda: torch._C._nn.leaky_relu(x, LEAK, out=y) if out else F.leaky_relu(x, LEAK),
+            "relu_dash": lambda: torch.where(x <= 0, leak, one, out=y) if out else torch.where(x <= 0, leak, one),
+            "relu_and_dash": lambda: (
+                torch._C._nn.leaky_relu(x, LEAK, out=y) if out else F.leaky_relu(x, LEAK),
+                torch.where(x <= 0, leak, one, out=dy) if out else torch.where(x <= 0, leak, one),
+            ),
+        }
+        return lambda: (formulas[op](), sync())
+
+    def bytes_moved(self, op: str) -> int:
+        """Bytes read plus written by one call of ``op``."""
+        return self.nbytes * (3 if op == "relu_and_dash" else 2)
+
+
+class Activation:
+    """Time per call: allocating, and into a preallocated ``out``."""
+
+    params = (BACKENDS, OPS, SIZES, DTYPES)
+    param_names = ["backend", "op", "size", "dtype"]
+    timeout = 300
+    repeat = (3, 10, 5.0)  # at least 3 samples, at most 10 or 5 s: the suite stays minutes long
+    warmup_time = 0.1
+
+    def setup(self, backend: str, op: str, size: int, dtype: str) -> None:
+        self.arrays = _Arrays(backend, size, dtype)
+        self.allocating, self.into_out = self.arrays.call(op, False), self.arrays.call(op, True)
+        self.allocating()
+        self.into_out()
+
+    @skip_for_params(_skipped(SIZES, DTYPES))
+    def time_call(self, backend: str, op: str, size: int, dtype: str) -> None:
+        self.allocating()
+
+    @skip_for_params(_skipped(SIZES, DTYPES))
+    def time_call_out(self, backend: str, op: str, size: int, dtype: str) -> None:
+        self.into_out()
+
+
+class Throughput:
+    """GB/s (bytes read + written) and the ratio to a same-size copy, per backend."""
+
+    params = (BACKENDS, OPS, [16_000_000])
+    param_names = ["backend", "op", "size"]
+    timeout = 300
+
+    def setup(self, backend: str, op: str, size: int) -> None:
+        self.arrays = _Arrays(backend, size, "float32")
+        self.run = self.arrays.call(op, True)
+        copy, sync = self.arrays.copy, self.arrays.sync
+        self.op_time = _median_time(self.run)
+        self.copy_time = _median_time(lambda: (copy(), sync()))
+
+    @skip_for_params(_skipped([16_000_000]))
+    def track_gb_per_s(self, backend: str, op: str, size: int) -> float:
+        return self.arrays.bytes_moved(op) / self.op_time / 1e9
+
+    track_gb_per_s.unit = "GB/s"
+
+    @skip_for_params(_skipped([16_000_000]))
+    def track_ratio_to_copy(self, backend: str, op: str, size: int) -> float:
+        copy_rate = 2 * self.arrays.nbytes / self.copy_time
+        return self.arrays.bytes_moved(op) / self.op_time / copy_rate
+
+    track_ratio_to_copy.unit = "fraction of copy bandwidth"
+
+
+class Memory:
+    """Peak memory of the process around one allocating call (the seed's temporaries show)."""
+
+    params = (BACKENDS, OPS)
+    param_names = ["backend", "op"]
+
+    def setup(self, backend: str, op: str) -> None:
+        self.arrays = _Arrays(backend, 16_000_000, "float32")
+        self.run = self.arrays.call(op, False)
+
+    @skip_for_params(_skipped())
+    def peakmem_call(self, backend: str, op: str) -> None:
+        self.run()
+
+
+def _median_time(function: Callable[[], Any], repeats: int = 15) -> float:
+    function()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples))
