@@ -74,13 +74,13 @@ def launch_breakdown() -> dict:
 
     import relukernels as rk
     from relukernels._backends import _numba_cuda
-    from relukernels._backends.cuda import _Interface, _launch_views
+    from relukernels._backends.cuda import _CupyArrays, _Interface, _launch_views
 
     x = cupy.random.default_rng(1).standard_normal(1024, dtype=cupy.float32)
     y = cupy.empty_like(x)
     dx, dy = cuda.as_cuda_array(x), cuda.as_cuda_array(y)
     kernel = _numba_cuda.KERNELS["relu", 1]
-    raw = _launch_views([_Interface(x), _Interface(y)])[0]
+    raw = _launch_views([_Interface(_CupyArrays, x), _Interface(_CupyArrays, y)])[0]
     from cuda.core import Stream
 
     core_stream = Stream.from_handle(cupy.cuda.get_current_stream().ptr)
@@ -95,7 +95,7 @@ def launch_breakdown() -> dict:
         "numba kernel launch, arrays ready": lambda: kernel[4, 256, stream](dx, a, dy),
         "launch_raw, arguments ready": lambda: _numba_cuda.launch_raw("relu", a, raw, core_stream, 0),
         "numba as_cuda_array(x)": lambda: cuda.as_cuda_array(x, sync=False),
-        "relukernels _Interface(x)": lambda: _Interface(x),
+        "relukernels _Interface(x)": lambda: _Interface(_CupyArrays, x),
         "cupy.empty_like(x)": lambda: cupy.empty_like(x),
     }
     result = {}

@@ -143,10 +143,12 @@ def out_array(
     dtype: Any,
     device: Any = None,
     device_of: Any = None,
+    dtype_of: Any = None,
 ) -> None:
     """Check that ``out`` can receive a result of ``shape`` and ``dtype``.
 
     ``device_of`` reads an array's device; when given, ``out`` must be on ``device``.
+    ``dtype_of`` reads an array's dtype in the terms of ``dtype`` (default: ``.dtype``).
     """
     if type(out) is not expected_type and not isinstance(out, expected_type):
         raise TypeError(
@@ -155,8 +157,9 @@ def out_array(
         )
     if out.shape != shape and tuple(out.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(out.shape)}; the result has shape {tuple(shape)}")
-    if out.dtype != dtype:
-        raise TypeError(f"{name} has dtype {out.dtype}; the result has dtype {dtype}")
+    out_dtype = out.dtype if dtype_of is None else dtype_of(out)
+    if out_dtype != dtype:
+        raise TypeError(f"{name} has dtype {out_dtype}; the result has dtype {dtype}")
     if not getattr(getattr(out, "flags", None), "writeable", True):
         raise ValueError(f"{name} is read-only")
     if device_of is not None and device_of(out) != device:

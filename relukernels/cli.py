@@ -1,4 +1,4 @@
-"""The ``relukernels`` command: ``demo``, ``info`` and ``bench``."""
+"""The ``relukernels`` command: ``demo``, ``info``, ``bench`` and ``plot``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import os
 import sys
 import warnings
 from typing import Any, Callable
@@ -126,10 +127,12 @@ def _gpu_summary() -> str:
         warnings.simplefilter("ignore")
         from numba import cuda
 
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+            return "Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
         if not cuda.is_available():
             return "none found"
-        devices = [f"{d.id}: {d.name.decode() if isinstance(d.name, bytes) else d.name}" for d in cuda.gpus]
-    return ", ".join(devices)
+        names = [(d.id, d.name.decode() if isinstance(d.name, bytes) else d.name) for d in cuda.list_devices()]
+    return ", ".join(f"{number}: {name}" for number, name in names)
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -149,6 +152,15 @@ def bench(args: argparse.Namespace) -> int:
         print(_bench.format_table(result))
     if args.plot:
         _bench.plot(result, args.plot)
+    return 0
+
+
+def plot(args: argparse.Namespace) -> int:
+    """The tutorial's figure, computed with relukernels, to a PNG."""
+    from relukernels._figure import tutorial_figure
+
+    tutorial_figure(args.output, args.leak)
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -175,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench_parser.add_argument("--plot", metavar="FILE.png", help="also draw throughput against size")
     bench_parser.set_defaults(func=bench)
+    plot_parser = commands.add_parser("plot", help="the tutorial's figure: ReLU, leaky ReLU and derivatives")
+    plot_parser.add_argument("output", nargs="?", default="relu.png", help="PNG file (default relu.png)")
+    plot_parser.add_argument("--leak", type=float, default=0.1)
+    plot_parser.set_defaults(func=plot)
     args = parser.parse_args(argv)
     return args.func(args)
 

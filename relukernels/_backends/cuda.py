@@ -1,9 +1,11 @@
-"""CuPy arrays, and any object with ``__cuda_array_interface__``, on the CUDA kernels.
+"""GPU arrays on the CUDA kernels: CuPy arrays, PyTorch CUDA tensors (through the
+torch backend) and any object with ``__cuda_array_interface__``.
 
-The arrays are wrapped as Numba device arrays without a copy (zero-copy views built
-from their interface, on any strides), outputs are allocated by the input's own
-library on the input's device, and kernels launch on the caller's current stream:
-CuPy's ``get_current_stream()``, wrapped once per stream by ``cuda.external_stream``.
+Inputs and outputs are never copied: the kernels get the arrays' pointers, shapes and
+strides. What differs between libraries sits in one adapter each: how to read an
+array's layout cheaply, how to allocate an output (in the input's library, on its
+device, in its memory order), which device to make current, and which stream is the
+caller's (CuPy's and PyTorch's current stream; the legacy default stream otherwise).
 Nothing here imports CUDA until an array of this backend arrives.
 """
 
@@ -21,129 +23,188 @@ _KERNEL_DTYPES = frozenset(np.dtype(c) for c in "f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u
 _FLOAT64 = np.dtype(np.float64)
 
 
-def _is_cupy(x: Any) -> bool:
-    return type(x).__module__.partition(".")[0] == "cupy"
+def _library(x: Any) -> str:
+    return type(x).__module__.partition(".")[0]
+
+
+class _CupyArrays:
+    """CuPy: attributes for the layout, ``empty_like`` under the array's device."""
+
+    @staticmethod
+    def layout(x: Any) -> tuple[int, tuple, tuple, np.dtype, bool]:
+        return x.data.ptr, x.shape, x.strides, x.dtype, False
+
+    @staticmethod
+    def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
+        import cupy
+
+        with x.device:
+            return cupy.empty_like(x, dtype=dtype)
+
+    @staticmethod
+    def device_id(x: Any) -> int:
+        return x.device.id
+
+    @staticmethod
+    def device(x: Any) -> contextlib.AbstractContextManager:
+        return x.device
+
+    @staticmethod
+    def stream(x: Any) -> int:
+        import cupy
+
+        return cupy.cuda.get_current_stream().ptr
+
+
+class _TorchArrays:
+    """PyTorch CUDA tensors: ``data_ptr`` and ``stride``, ``empty_like``, the current stream."""
+
+    @staticmethod
+    def layout(x: Any) -> tuple[int, tuple, tuple, np.dtype, bool]:
+        size = x.element_size()
+        return x.data_ptr(), tuple(x.shape), tuple(s * size for s in x.stride()), numpy_dtype(x.dtype), False
+
+    @staticmethod
+    def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
+        import torch
+
+        return torch.empty_like(x, dtype=torch.from_numpy(np.empty(0, dtype)).dtype)
+
+    @staticmethod
+    def device_id(x: Any) -> int:
+        return x.device.index
+
+    @staticmethod
+    def device(x: Any) -> contextlib.AbstractContextManager:
+        import torch
+
+        return torch.cuda.device(x.device)
+
+    @staticmethod
+    def stream(x: Any) -> int:
+        import torch
+
+        return torch.cuda.current_stream(x.device).cuda_stream
+
+
+class _InterfaceArrays:
+    """Any other ``__cuda_array_interface__`` object; outputs are Numba device arrays."""
+
+    @staticmethod
+    def layout(x: Any) -> tuple[int, tuple, tuple, np.dtype, bool]:
+        cai = x.__cuda_array_interface__
+        shape, dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
+        strides = cai.get("strides") or _c_strides(shape, dtype.itemsize)
+        return cai["data"][0], shape, tuple(strides), dtype, cai["data"][1]
+
+    @staticmethod
+    def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
+        from numba import cuda
+
+        return cuda.device_array(tuple(x.shape), dtype=dtype, order="F" if order == "F" else "C")
+
+    @staticmethod
+    def device_id(x: Any) -> int | None:
+        return None
+
+    @staticmethod
+    def device(x: Any) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def stream(x: Any) -> int:
+        return 0
+
+
+_ADAPTERS = {"cupy": _CupyArrays, "torch": _TorchArrays}
+
+
+def numpy_dtype(torch_dtype: Any) -> np.dtype | None:
+    """The NumPy dtype of a torch dtype, or None (bfloat16 and others NumPy lacks)."""
+    import torch
+
+    try:
+        return torch.empty(0, dtype=torch_dtype).numpy().dtype
+    except TypeError:
+        return None
 
 
 class CudaBackend:
-    """CuPy arrays and other ``__cuda_array_interface__`` objects (not torch tensors,
-    which may live on either side and have a backend of their own)."""
+    """CuPy arrays and other ``__cuda_array_interface__`` objects; the torch backend
+    hands over its CUDA tensors (torch tensors may live on either side)."""
 
     name = "cuda"
 
     def __init__(self) -> None:
-        self._streams: dict[tuple[int, int], Any] = {}
+        self._streams: dict[tuple[int | None, int], Any] = {}
 
     def accepts(self, x: Any) -> bool:
-        if type(x).__module__.partition(".")[0] == "torch":
-            return False
-        return hasattr(x, "__cuda_array_interface__")
+        return _library(x) != "torch" and hasattr(x, "__cuda_array_interface__")
 
     def relu(self, x: Any, leak: int | float, out: Any) -> Any:
-        return self._run("relu", x, leak, (out,), ("out",))[0]
+        return self.run("relu", x, leak, (out,), ("out",))[0]
 
     def relu_dash(self, x: Any, leak: int | float, out: Any) -> Any:
-        return self._run("relu_dash", x, leak, (out,), ("out",))[0]
+        return self.run("relu_dash", x, leak, (out,), ("out",))[0]
 
     def relu_and_dash(self, x: Any, leak: int | float, out: Any) -> tuple[Any, Any]:
         pair = _validate.out_pair(out) or (None, None)
-        y, dy = self._run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
+        y, dy = self.run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
         return y, dy
 
-    def _run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
-        x_info = _Interface(x)
+    def run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
+        """``op`` over ``x`` into ``outs`` (each ``None`` or an array, named ``names``)."""
+        adapter = _ADAPTERS.get(_library(x), _InterfaceArrays)
+        x_info = _Interface(adapter, x)
         a, keeps_dtype = _validate.dtype_rule(np, x_info.dtype).resolve(leak)
         dtype = x_info.dtype if keeps_dtype else _FLOAT64
         if x_info.dtype not in _KERNEL_DTYPES:
             raise TypeError(f"x has dtype {x_info.dtype}, which the CUDA kernels do not support")
         given = [(out, name) for out, name in zip(outs, names) if out is not None]
         for out, name in given:
-            self._check_out(out, x, x_info, dtype, name)
-        _check_overlaps(x, x_info, given)
-        outs = [self._allocate(x, x_info, dtype) if out is None else out for out in outs]
+            _validate.out_array(
+                out,
+                name=name,
+                expected_type=type(x),
+                shape=x_info.shape,
+                dtype=dtype,
+                device=adapter.device_id(x),
+                device_of=adapter.device_id,
+                dtype_of=lambda array: adapter.layout(array)[3],
+            )
+            if _Interface(adapter, out).read_only:
+                raise ValueError(f"{name} is read-only")
+        _check_overlaps(adapter, x, x_info, given)
+        outs = [adapter.allocate(x, dtype, x_info.order) if out is None else out for out in outs]
         if x_info.size == 0:
             return outs
         from . import _numba_cuda
 
-        with self._device(x):
-            device_id = x.device.id if _is_cupy(x) else _numba_cuda.current_device_id()
-            stream = self._stream(x)
+        with adapter.device(x):
+            device_id = adapter.device_id(x)
+            if device_id is None:
+                device_id = _numba_cuda.current_device_id()
+            stream = self._stream(device_id, adapter.stream(x))
             leak_scalar = dtype.type(a)
-            for arrays in _launch_views([x_info, *map(_Interface, outs)]):
+            for arrays in _launch_views([x_info, *(_Interface(adapter, out) for out in outs)]):
                 _numba_cuda.launch_raw(op, leak_scalar, arrays, stream, device_id)
         return outs
 
-    @staticmethod
-    def _allocate(x: Any, x_info: "_Interface", dtype: np.dtype) -> Any:
-        """A new output in ``x``'s library, on its device, in its memory order."""
-        if _is_cupy(x):
-            import cupy
-
-            with x.device:
-                return cupy.empty_like(x, dtype=dtype)
-        from numba import cuda
-
-        return cuda.device_array(x_info.shape, dtype=dtype, order="F" if x_info.order == "F" else "C")
-
-    @staticmethod
-    def _check_out(out: Any, x: Any, x_info: "_Interface", dtype: np.dtype, name: str) -> None:
-        _validate.out_array(
-            out,
-            name=name,
-            expected_type=type(x),
-            shape=x_info.shape,
-            dtype=dtype,
-            device=_device_id(x),
-            device_of=_device_id,
-        )
-        if not _is_cupy(out) and _Interface(out).read_only:
-            raise ValueError(f"{name} is read-only")
-
-    @staticmethod
-    def _device(x: Any) -> contextlib.AbstractContextManager:
-        """Make ``x``'s device the current one while launching: CuPy's device context
-        for CuPy arrays (cheap; Numba attaches to the same primary context), else
-        Numba's current device."""
-        if _is_cupy(x):
-            return x.device
-        return contextlib.nullcontext()
-
-    def _stream(self, x: Any) -> Any:
-        """The caller's current stream as a ``cuda.core`` stream, one per stream handle:
-        CuPy's current stream for CuPy arrays, else the legacy default stream (0)."""
-        if _is_cupy(x):
-            import cupy
-
-            key = (x.device.id, cupy.cuda.get_current_stream().ptr)
-        else:
-            key = (_device_id(x), 0)
-        stream = self._streams.get(key)
+    def _stream(self, device_id: int, handle: int) -> Any:
+        """The caller's stream as a ``cuda.core`` stream, one wrapper per handle."""
+        stream = self._streams.get((device_id, handle))
         if stream is None:
             from cuda.core import Stream
 
-            stream = self._streams[key] = Stream.from_handle(key[1])
+            stream = self._streams[device_id, handle] = Stream.from_handle(handle)
         return stream
 
 
-def _device_id(x: Any) -> int | None:
-    device = getattr(x, "device", None)
-    return getattr(device, "id", None)
-
-
 class _Interface:
-    """Pointer, shape, strides (in elements) and dtype of a device array: from CuPy's
-    attributes for CuPy arrays, which is much faster, else from the interface."""
+    """Pointer, shape, strides (in elements) and dtype of a device array."""
 
-    def __init__(self, array: Any) -> None:
-        if _is_cupy(array):
-            self.pointer, self.shape = array.data.ptr, array.shape
-            self.dtype, byte_strides = array.dtype, array.strides
-            self.read_only = False
-        else:
-            cai = array.__cuda_array_interface__
-            self.pointer, self.read_only = cai["data"]
-            self.shape, self.dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
-            byte_strides = cai.get("strides") or _c_strides(self.shape, self.dtype.itemsize)
+    def __init__(self, adapter: Any, array: Any) -> None:
+        self.pointer, self.shape, byte_strides, self.dtype, self.read_only = adapter.layout(array)
         self.itemsize = self.dtype.itemsize
         self.size = math.prod(self.shape)
         if any(s % self.itemsize for s in byte_strides):
@@ -187,14 +248,14 @@ def _is_dense(dims: Any) -> bool:
     return True
 
 
-def _check_overlaps(x: Any, x_info: _Interface, given: list[tuple[Any, str]]) -> None:
+def _check_overlaps(adapter: Any, x: Any, x_info: _Interface, given: list[tuple[Any, str]]) -> None:
     """Outputs the caller passed may be ``x`` itself, but may not partly overlap it
     (the kernels read and write in parallel), nor each other."""
     if x_info.size == 0:
         return
     extents = []
     for out, name in given:
-        info = _Interface(out)
+        info = _Interface(adapter, out)
         same = (info.pointer, info.shape, info.strides) == (x_info.pointer, x_info.shape, x_info.strides)
         if out is not x and not same and _intersect(info.extent(), x_info.extent()):
             raise ValueError(f"{name} overlaps x without being x; pass out=x or a separate array")
