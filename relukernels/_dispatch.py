@@ -13,10 +13,12 @@ import numpy as np
 
 from ._backends import Backend
 from ._backends.cuda import CudaBackend
+from ._backends.dask import DaskBackend
 from ._backends.generic import GenericBackend
 from ._backends.numpy import NumpyBackend
+from ._backends.torch import TorchBackend
 
-REGISTRY: tuple[Backend, ...] = (NumpyBackend(), CudaBackend(), GenericBackend())
+REGISTRY: tuple[Backend, ...] = (NumpyBackend(), TorchBackend(), CudaBackend(), DaskBackend(), GenericBackend())
 
 _NUMPY = REGISTRY[0]
 _ARRAY_LIKES = (list, tuple, int, float, np.generic)

@@ -97,10 +97,10 @@ def info(_: argparse.Namespace) -> int:
     )
     print("backends (library: installed version -> backend):")
     routes = {
-        "cupy": "cuda kernels (numba.cuda)",
-        "torch": "formula in torch's operations",
-        "jax": "formula in jax.numpy",
-        "dask": "formula in dask.array",
+        "cupy": "CUDA kernels (numba.cuda), on CuPy's current stream",
+        "torch": "CPU: Numba loops on zero-copy views; CUDA: CUDA kernels; autograd",
+        "jax": "formula in jax.numpy (works under jit and grad)",
+        "dask": "lazily per chunk, on the chunks' kernels; distributed works",
         "array-api-strict": "formula in array_api_strict",
     }
     for package, route in routes.items():

@@ -38,21 +38,21 @@ class Layout:
 
 
 @st.composite
-def based_arrays(draw, dtypes=REAL_DTYPES, max_dims=4, max_side=6):
+def based_arrays(draw, dtypes=REAL_DTYPES, max_dims=4, max_side=6, steps=(1, 1, 2, -1, -3)):
     """A contiguous base array of one of ``dtypes`` (NaN, ±inf, ±0 and subnormals
     included) and a ``Layout`` to see it through."""
     dtype = np.dtype(draw(st.sampled_from(dtypes)))
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=max_dims, min_side=0, max_side=max_side))
-    steps = tuple(draw(st.sampled_from([1, 1, 2, -1, -3])) for _ in shape)
+    steps = tuple(draw(st.sampled_from(steps)) for _ in shape)
     base = draw(hnp.arrays(dtype, tuple(n * abs(s) for n, s in zip(shape, steps)), elements=hnp.from_dtype(dtype)))
     kind = draw(st.sampled_from(["C", "F", "strided", "transposed"]))
     permutation = tuple(draw(st.permutations(range(len(shape)))))
     return base, Layout(shape, steps, kind, permutation)
 
 
-def strided_arrays(dtypes=REAL_DTYPES, max_dims=4, max_side=6):
+def strided_arrays(dtypes=REAL_DTYPES, max_dims=4, max_side=6, steps=(1, 1, 2, -1, -3)):
     """NumPy arrays of every layout that ``based_arrays`` makes."""
-    return based_arrays(dtypes, max_dims, max_side).map(lambda case: case[1].view(np, case[0]))
+    return based_arrays(dtypes, max_dims, max_side, steps).map(lambda case: case[1].view(np, case[0]))
 
 
 def leaks_for(dtype: np.dtype):

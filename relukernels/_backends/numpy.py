@@ -63,17 +63,18 @@ class NumpyBackend:
         return isinstance(x, np.ndarray)
 
     def relu(self, x: np.ndarray, leak: int | float, out: Any) -> np.ndarray:
-        return self._run("relu", x, leak, (out,), ("out",))[0]
+        return self.run("relu", x, leak, (out,), ("out",))[0]
 
     def relu_dash(self, x: np.ndarray, leak: int | float, out: Any) -> np.ndarray:
-        return self._run("relu_dash", x, leak, (out,), ("out",))[0]
+        return self.run("relu_dash", x, leak, (out,), ("out",))[0]
 
     def relu_and_dash(self, x: np.ndarray, leak: int | float, out: Any) -> tuple[np.ndarray, np.ndarray]:
         pair = _validate.out_pair(out) or (None, None)
-        y, dy = self._run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
+        y, dy = self.run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
         return y, dy
 
-    def _run(self, op: str, x: np.ndarray, leak: int | float, outs: tuple, names: tuple) -> list:
+    def run(self, op: str, x: np.ndarray, leak: int | float, outs: tuple, names: tuple) -> list:
+        """``op`` over ``x`` into ``outs`` (each ``None`` or an array, named ``names``)."""
         a, keeps_dtype = _validate.dtype_rule(np, x.dtype).resolve(leak)
         dtype = x.dtype if keeps_dtype else _FLOAT64
         overlaps = False

@@ -1,0 +1,47 @@
+"""JAX arrays: eagerly, under jit and under grad, through JAX's own operations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import relukernels as rk
+from relukernels._backends import generic
+from strategies import leaks_for, strided_arrays
+
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+
+JAX_DTYPES = [np.dtype(c) for c in ("f2", "f4", "i1", "i4", "u1")]  # JAX's default: no 64-bit
+
+
+@given(st.data())
+def test_eager_and_jit_match_the_oracle(data):
+    x_np = data.draw(strided_arrays(dtypes=JAX_DTYPES, max_dims=3))
+    leak = data.draw(leaks_for(x_np.dtype).filter(lambda v: x_np.dtype.kind == "f" or float(v).is_integer()))
+    x = jnp.asarray(x_np)
+    for function, formula in ((rk.relu, generic.relu), (rk.relu_dash, generic.relu_dash)):
+        with np.errstate(all="ignore"):
+            expected = formula(np, x_np, leak)
+        eager = function(x, leak)
+        jitted = jax.jit(lambda v: function(v, leak))(x)
+        for result in (eager, jitted):
+            assert isinstance(result, jax.Array) and result.dtype == x.dtype
+            np.testing.assert_array_equal(np.asarray(result), expected, strict=True)
+
+
+def test_grad_is_relu_dash():
+    x = jnp.asarray(np.random.default_rng(2).standard_normal(64), dtype=jnp.float32)
+    for leak in (0.0, 0.1):
+        gradient = jax.grad(lambda v: rk.relu(v, leak).sum())(x)
+        np.testing.assert_array_equal(np.asarray(gradient), np.asarray(rk.relu_dash(x, leak)))
+        jitted = jax.jit(jax.grad(lambda v: rk.relu(v, leak).sum()))(x)
+        np.testing.assert_array_equal(np.asarray(jitted), np.asarray(gradient))
+
+
+def test_out_is_refused_for_immutable_arrays():
+    x = jnp.asarray([-1.0, 2.0])
+    with pytest.raises(TypeError, match="out"):
+        rk.relu(x, out=x)

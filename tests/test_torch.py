@@ -1,0 +1,103 @@
+"""PyTorch tensors: values, dtypes, layouts, out=, autograd."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import relukernels as rk
+from relukernels._backends import generic
+from strategies import leaks_for, strided_arrays
+
+torch = pytest.importorskip("torch")
+
+# torch.from_numpy takes positive strides only; every other layout is drawn.
+TORCH_DTYPES = [np.dtype(c) for c in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1")]
+
+
+@given(st.data())
+def test_cpu_tensors_match_the_oracle(data):
+    x_np = data.draw(strided_arrays(dtypes=TORCH_DTYPES, steps=(1, 2, 3)))
+    leak = data.draw(leaks_for(x_np.dtype).filter(lambda v: x_np.dtype.kind == "f" or float(v).is_integer()))
+    x = torch.from_numpy(x_np)
+    for function, formula in ((rk.relu, generic.relu), (rk.relu_dash, generic.relu_dash)):
+        result = function(x, leak)
+        assert isinstance(result, torch.Tensor) and result.dtype == x.dtype and result.shape == x.shape
+        with np.errstate(all="ignore"):
+            np.testing.assert_array_equal(result.numpy(), formula(np, x_np, leak), strict=True)
+    y, dy = rk.relu_and_dash(x, leak)
+    np.testing.assert_array_equal(y.numpy(), rk.relu(x, leak).numpy())
+    np.testing.assert_array_equal(dy.numpy(), rk.relu_dash(x, leak).numpy())
+
+
+def test_integer_tensors_promote_as_torch_does():
+    x = torch.tensor([-3, 0, 4], dtype=torch.int16)
+    assert rk.relu(x, 2).dtype == torch.int16
+    result = rk.relu(x, 0.5)
+    assert result.dtype == (0.5 * x).dtype == torch.get_default_dtype()
+    np.testing.assert_array_equal(result.numpy(), [-1.5, 0, 4])
+
+
+@given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=50), st.floats(-10, 10))
+def test_bfloat16_is_one_correctly_rounded_product(values, leak):
+    x = torch.tensor(values, dtype=torch.bfloat16)
+    a = torch.tensor(leak).to(torch.bfloat16)
+    product = (a.float() * x.float()).to(torch.bfloat16)  # exact in float32, rounded once
+    expected = torch.where(x <= 0, torch.zeros_like(x) if a == 0 else product, x)
+    assert torch.equal(rk.relu(x, leak), expected)
+
+
+def test_out_and_in_place():
+    x = torch.linspace(-2, 2, 9)
+    out = torch.empty(18)[::2]
+    assert rk.relu(x, 0.5, out=out) is out
+    assert torch.equal(out, torch.where(x <= 0, 0.5 * x, x))
+    assert rk.relu_dash(x, 0.5, out=x) is x
+    assert torch.equal(x, torch.where(torch.linspace(-2, 2, 9) <= 0, 0.5, 1.0))
+
+
+@pytest.mark.parametrize(
+    "out, words",
+    [
+        (np.empty(4, np.float32), ["out", "torch.Tensor", "numpy.ndarray"]),
+        (torch.empty(4, dtype=torch.float64), ["out", "dtype"]),
+        (torch.empty(5), ["out", "shape"]),
+    ],
+)
+def test_mixed_or_bad_out_is_refused(out, words):
+    x = torch.tensor([-2.0, -0.5, 0.0, 1.5])
+    with pytest.raises((TypeError, ValueError)) as raised:
+        rk.relu(x, out=out)
+    assert all(word in str(raised.value) for word in words)
+
+
+def test_autograd_gradient_is_relu_dash():
+    rng = np.random.default_rng(5)
+    for leak in (0.0, 0.1, -0.3):
+        x = torch.tensor(rng.standard_normal(100).astype(np.float32), requires_grad=True)
+        rk.relu(x, leak).sum().backward()
+        assert torch.equal(x.grad, rk.relu_dash(x.detach(), leak))
+
+
+def test_gradcheck_in_float64_away_from_zero():
+    x = torch.tensor(np.r_[np.linspace(-3, -0.1, 20), np.linspace(0.1, 3, 20)], requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: rk.relu(v, 0.2), (x,))
+
+
+def test_relu_and_dash_keeps_the_graph_of_y_only():
+    x = torch.tensor([-1.0, 2.0], requires_grad=True)
+    y, dy = rk.relu_and_dash(x, 0.1)
+    assert y.requires_grad and not dy.requires_grad
+    (y * 3).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([0.3, 3.0]))
+
+
+def test_out_with_autograd_is_refused():
+    x = torch.tensor([-1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match="requires grad"):
+        rk.relu(x, out=torch.empty(2))
+    with torch.no_grad():
+        out = torch.empty(2)
+        assert rk.relu(x, out=out) is out
