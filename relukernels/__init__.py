@@ -6,6 +6,8 @@ array([-0.2,  0.5])
 """
 
 from ._api import leaky_relu, relu, relu_and_dash, relu_dash
+from ._apply import apply_file
 
-__all__ = ["relu", "relu_dash", "relu_and_dash", "leaky_relu", "__version__"]
+
+__all__ = ["relu", "relu_dash", "relu_and_dash", "leaky_relu", "apply_file", "__version__"]
 __version__ = "0.1.0"

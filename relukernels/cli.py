@@ -1,4 +1,4 @@
-"""The ``relukernels`` command: ``demo``, ``info``, ``bench`` and ``plot``."""
+"""The ``relukernels`` command: ``demo``, ``info``, ``bench``, ``plot`` and ``apply``."""
 
 from __future__ import annotations
 
@@ -164,6 +164,87 @@ def plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def apply(args: argparse.Namespace) -> int:
+    """Stream a .npy file through the kernels into another: one line on failure."""
+    from relukernels._apply import ApplyError, apply_file
+
+    if len(args.outputs) != (2 if args.op == "both" else 1):
+        print(f"relukernels apply: error: --op {args.op} takes {2 if args.op == 'both' else 1} output path(s)",
+              file=sys.stderr)
+        return 2
+    total = _npy_size(args.input)
+    bar = _apply_progress(total, quiet=args.quiet)
+    try:
+        report = apply_file(
+            args.input,
+            tuple(args.outputs) if args.op == "both" else args.outputs[0],
+            leak=args.leak,
+            op=args.op,
+            device=args.device,
+            batch_bytes=args.batch_size,
+            overwrite=args.overwrite,
+            in_place=args.in_place,
+            progress=bar,
+        )
+    except ApplyError as error:
+        print(f"relukernels apply: error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, TypeError) as error:
+        print(f"relukernels apply: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("relukernels apply: interrupted; no output was written", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    if not args.quiet:
+        print(
+            f"{args.op}: {report.elements:,} elements, {report.bytes_moved / 1e9:.3f} GB read and written "
+            f"in {report.seconds:.2f} s ({report.gb_per_s:.2f} GB/s) on {report.device} -> {', '.join(args.outputs)}"
+        )
+    return 0
+
+
+def _npy_size(path: str) -> int | None:
+    try:
+        return int(np.prod(np.load(path, mmap_mode="r").shape))
+    except Exception:  # apply_file reports what is wrong with the file
+        return None
+
+
+class _apply_progress:
+    """A progress bar with throughput on a terminal (tqdm), nothing otherwise."""
+
+    def __init__(self, total: int | None, quiet: bool) -> None:
+        self.bar = None
+        if not quiet and total and sys.stderr.isatty() and importlib.util.find_spec("tqdm"):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="el", unit_scale=True, desc="apply", file=sys.stderr)
+
+    def __call__(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _byte_size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text.upper().rstrip("B").rstrip("I"), ""
+    if number and number[-1] in "KMG":
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch-size takes bytes such as 4096, 64M or 1G, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError("--batch-size must be positive")
+    return value
+
+
 def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(float(part)) for part in text.split(",")]
@@ -174,9 +255,16 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Bad options get one line on stderr (and exit 2), not the whole usage text."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relukernels", description=rk.__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrors)
     commands.add_parser("demo", help="the tutorial's examples through every backend").set_defaults(func=demo)
     commands.add_parser("info", help="versions, threads, backends, GPU").set_defaults(func=info)
     bench_parser = commands.add_parser("bench", help="throughput against copy, seed formula and peers")
@@ -191,6 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     plot_parser.add_argument("output", nargs="?", default="relu.png", help="PNG file (default relu.png)")
     plot_parser.add_argument("--leak", type=float, default=0.1)
     plot_parser.set_defaults(func=plot)
+    apply_parser = commands.add_parser("apply", help="stream a .npy file through the kernels into another")
+    apply_parser.add_argument("input", help="a .npy file")
+    apply_parser.add_argument("outputs", nargs="+", metavar="output", help="a .npy path (two for --op both)")
+    apply_parser.add_argument("--leak", type=float, default=0.0)
+    apply_parser.add_argument("--op", choices=["relu", "relu_dash", "both"], default="relu")
+    apply_parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    apply_parser.add_argument("--batch-size", type=_byte_size, default="64M", help="input bytes per batch (64M)")
+    apply_parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    apply_parser.add_argument("--in-place", action="store_true", help="allow the output to be the input")
+    apply_parser.add_argument("--quiet", action="store_true", help="no progress bar, no final line")
+    apply_parser.set_defaults(func=apply)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -69,6 +69,18 @@ def test_relu_and_dash_equals_separate_calls(threading, case):
     assert_identical(dy, rk.relu_dash(x, leak))
 
 
+@given(cases())
+def test_read_only_inputs(threading, case):
+    """Read-only arrays (memory-mapped files, broadcasts) are inputs like any other."""
+    x, leak = case
+    x.flags.writeable = False
+    y, dy = rk.relu_and_dash(x, leak)
+    with np.errstate(all="ignore"):
+        assert_identical(y, generic.relu(np, x, leak))
+    assert_identical(dy, generic.relu_dash(np, x, leak))
+    assert_identical(rk.relu(x, leak), y)
+
+
 @given(cases(dtypes=[np.dtype(c) for c in ("f2", "f4", "f8")]))
 def test_oracle_is_the_seed_formula(case):
     """The oracle is the seed, except where the contract pins down what the seed leaves

@@ -91,10 +91,12 @@ def loop(name: str, flat: bool, in_dtype: np.dtype, out_dtype: np.dtype) -> Call
     """
     func, n_outputs = LOOPS[name]
     x_type, y_type = numba.from_dtype(in_dtype), numba.from_dtype(out_dtype)
-    layout = numba.types.Array(x_type, 1, "C" if flat else "A")
+    # Inputs typed read-only accept writeable arrays too (read-only ones, such as a
+    # memory-mapped file opened for reading, would match no writeable signature).
+    layout = numba.types.Array(x_type, 1, "C" if flat else "A", readonly=True)
     y_array = numba.types.Array(y_type, 1, "C" if flat else "A")
     if name.startswith("lookup"):
-        extras = [numba.types.Array(y_type, 1, "C")] * n_outputs
+        extras = [numba.types.Array(y_type, 1, "C", readonly=True)] * n_outputs
         core = ",".join(["(m)"] * n_outputs)
     else:
         extras, core = [y_type], "()"

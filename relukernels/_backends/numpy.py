@@ -124,10 +124,13 @@ def _float16_tables(a: float) -> tuple[np.ndarray, np.ndarray]:
     correctly rounded results that the contract asks for.
     """
     with np.errstate(all="ignore"):
-        return tuple(
+        tables = tuple(
             np.ascontiguousarray(formula(np, _ALL_FLOAT16, a)).view(_UINT16)
             for formula in (generic.relu, generic.relu_dash)
         )
+    for table in tables:
+        table.flags.writeable = False  # shared by every later call with this leak
+    return tables
 
 
 def _launch(name: str, x: np.ndarray, extras: tuple, outs: list, overlaps: bool) -> None:

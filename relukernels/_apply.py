@@ -1,0 +1,303 @@
+"""Stream a ``.npy`` file through the kernels to another, in batches, CPU or GPU.
+
+Memory stays bounded by the batch size whatever the file's size: each batch of the
+input and of the output is memory-mapped on its own and unmapped once done. The output
+is written to a hidden temporary file beside it (its full size reserved first, so a
+full disk shows up at once rather than as a crash mid-run) and renamed into place only
+when complete: an interrupted run never leaves a partial file under the output name.
+
+On the GPU, batches go through pinned host buffers on two CUDA streams, so that one
+batch's copy to the device, its kernel and the previous batch's copy back overlap. The
+GPU path uses only Numba's CUDA API, so it also runs on Numba's CUDA simulator.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _validate
+
+OPS = ("relu", "relu_dash", "both")
+DEFAULT_BATCH_BYTES = 64 << 20
+
+
+class ApplyError(Exception):
+    """A problem with the files or options, explained in one line."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one ``apply_file`` call did."""
+
+    elements: int
+    bytes_moved: int  # read plus written
+    seconds: float
+    device: str
+
+    @property
+    def gb_per_s(self) -> float:
+        return self.bytes_moved / self.seconds / 1e9 if self.seconds else math.inf
+
+
+@dataclass(frozen=True)
+class _Npy:
+    """The layout of a ``.npy`` file: where the data starts and what it holds."""
+
+    path: Path
+    offset: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def apply_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike | tuple[str | os.PathLike, str | os.PathLike],
+    *,
+    leak: float = 0.0,
+    op: str = "relu",
+    device: str = "auto",
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    overwrite: bool = False,
+    in_place: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Apply ``op`` to the array in ``src`` and save the result as ``.npy`` in ``dst``.
+
+    Parameters
+    ----------
+    src : path
+        A ``.npy`` file of a real floating or integer dtype.
+    dst : path, or a pair of paths for ``op="both"``
+        Where the result goes (``relu``'s first, then ``relu_dash``'s).
+    leak : float
+        As in :func:`relukernels.relu`.
+    op : {"relu", "relu_dash", "both"}
+    device : {"auto", "cpu", "cuda"}
+        ``auto`` uses a GPU when Numba finds one.
+    batch_bytes : int
+        Input bytes per batch; memory use stays near a few batches.
+    overwrite, in_place : bool
+        Allow replacing an existing output, or writing over the input.
+    progress : callable, optional
+        Called with the number of elements done after each batch.
+
+    Returns
+    -------
+    Report
+        Elements, bytes read and written, seconds and the device used.
+    """
+    if op not in OPS:
+        raise ApplyError(f"--op must be one of {', '.join(OPS)}, not {op!r}")
+    leak = _validate.leak(leak)
+    targets = [Path(p) for p in (dst if op == "both" else (dst,))]
+    if op == "both" and len(targets) != 2:
+        raise ApplyError("--op both writes two outputs: give two output paths")
+    source = _read_header(Path(src))
+    rule = _validate.dtype_rule(np, source.dtype)
+    out_dtype = source.dtype if rule.resolve(leak)[1] else np.dtype(np.float64)
+    _check_targets(source.path, targets, overwrite, in_place)
+    use_gpu = _choose_device(device)
+    batch = max(1, batch_bytes // source.dtype.itemsize)
+    temporaries = [_start_output(target, source, out_dtype) for target in targets]
+    started = time.perf_counter()
+    try:
+        run = _run_gpu if use_gpu else _run_cpu
+        run(source, temporaries, op, leak, out_dtype, batch, progress or (lambda done: None))
+        for temporary, target in zip(temporaries, targets):
+            with open(temporary, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+    except BaseException:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - started
+    moved = source.size * (source.dtype.itemsize + len(targets) * out_dtype.itemsize)
+    return Report(source.size, moved, seconds, "cuda" if use_gpu else "cpu")
+
+
+def _read_header(path: Path) -> _Npy:
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            reader = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(version)
+            if reader is None:
+                raise ApplyError(f"{path}: unsupported .npy format version {version}")
+            shape, fortran_order, dtype = reader(handle)
+            offset = handle.tell()
+    except FileNotFoundError:
+        raise ApplyError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ApplyError(f"{path}: is a directory, not a .npy file") from None
+    except PermissionError:
+        raise ApplyError(f"{path}: not readable (permission denied)") from None
+    except ValueError as error:
+        raise ApplyError(f"{path}: not a .npy file ({error})") from None
+    try:
+        _validate.dtype_rule(np, dtype)
+    except TypeError:
+        raise ApplyError(
+            f"{path}: dtype {dtype} is not supported; apply takes real floating or integer arrays"
+        ) from None
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if path.stat().st_size < expected:
+        raise ApplyError(f"{path}: truncated: {path.stat().st_size} bytes, the header promises {expected}")
+    return _Npy(path, offset, tuple(shape), dtype, fortran_order)
+
+
+def _check_targets(src: Path, targets: list[Path], overwrite: bool, in_place: bool) -> None:
+    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
+        raise ApplyError("the two outputs of --op both must be different files")
+    for target in targets:
+        if target.resolve() == src.resolve():
+            if not in_place:
+                raise ApplyError(f"{target}: is the input; pass --in-place to replace it")
+        elif target.exists() and not overwrite:
+            raise ApplyError(f"{target}: exists; pass --overwrite to replace it")
+        folder = target.parent
+        if not folder.is_dir():
+            raise ApplyError(f"{folder}: output directory does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ApplyError(f"{folder}: output directory is not writeable")
+
+
+def _choose_device(device: str) -> bool:
+    """True for the GPU; 'auto' takes one when Numba sees one."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ApplyError(f"--device must be auto, cpu or cuda, not {device!r}")
+    if device == "cpu":
+        return False
+    try:
+        from numba import cuda
+
+        found = cuda.is_available()
+    except Exception:  # numba-cuda missing or broken: no GPU for us
+        found = False
+    if device == "cuda" and not found:
+        raise ApplyError("--device cuda: no CUDA GPU found (is numba-cuda installed, is a driver loaded?)")
+    return found
+
+
+def _start_output(target: Path, source: _Npy, dtype: np.dtype) -> Path:
+    """A temporary ``.npy`` beside ``target`` with its header written and its data
+    space reserved."""
+    temporary = target.parent / f".{target.name}.partial-{os.getpid()}"
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": source.fortran_order, "shape": source.shape}
+    try:
+        with open(temporary, "wb") as handle:
+            np.lib.format.write_array_header_2_0(handle, header)
+            data_start = handle.tell()
+            size = data_start + source.size * dtype.itemsize
+            if size > data_start:
+                os.posix_fallocate(handle.fileno(), data_start, size - data_start)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise ApplyError(f"{target.parent}: no room for {size:,} bytes ({os.strerror(error.errno)})") from None
+        raise ApplyError(f"{temporary}: cannot write ({os.strerror(error.errno)})") from None
+    return temporary
+
+
+def _batch_map(path: Path, header_bytes: int, dtype: np.dtype, start: int, count: int, mode: str) -> np.ndarray:
+    """Elements ``start .. start+count`` of a file's data, mapped on their own."""
+    return np.memmap(path, dtype=dtype, mode=mode, offset=header_bytes + start * dtype.itemsize, shape=(count,))
+
+
+def _output_offset(path: Path) -> int:
+    with open(path, "rb") as handle:
+        np.lib.format.read_magic(handle)
+        np.lib.format.read_array_header_2_0(handle)
+        return handle.tell()
+
+
+def _run_cpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.dtype, batch: int,
+             progress: Callable[[int], None]) -> None:
+    import relukernels as rk
+
+    offsets = [_output_offset(path) for path in outputs]
+    for start in range(0, source.size, batch):
+        count = min(batch, source.size - start)
+        x = _batch_map(source.path, source.offset, source.dtype, start, count, "r")
+        outs = [_batch_map(path, offset, dtype, start, count, "r+") for path, offset in zip(outputs, offsets)]
+        if op == "both":
+            rk.relu_and_dash(x, leak, out=tuple(outs))
+        else:
+            getattr(rk, op)(x, leak, out=outs[0])
+        for out in outs:
+            out.flush()
+        del x, outs  # unmap: the pages leave this process
+        progress(start + count)
+
+
+def _run_gpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.dtype, batch: int,
+             progress: Callable[[int], None]) -> None:
+    """Two slots, each with a stream, pinned buffers and device buffers: while slot
+    k's batch is copied in, computed and copied out, the host reads the next batch and
+    writes the previous one."""
+    from numba import cuda
+
+    from ._backends import _numba_cuda
+
+    offsets = [_output_offset(path) for path in outputs]
+    kernel_op = "relu_and_dash" if op == "both" else op
+    a = dtype.type(_validate.dtype_rule(np, source.dtype).resolve(leak)[0])
+    batch = min(batch, max(source.size, 1))
+    slots = [
+        {
+            "stream": cuda.stream(),
+            "host_in": cuda.pinned_array(batch, source.dtype),
+            "host_out": [cuda.pinned_array(batch, dtype) for _ in outputs],
+            "device_in": cuda.device_array(batch, source.dtype),
+            "device_out": [cuda.device_array(batch, dtype) for _ in outputs],
+            "pending": None,
+        }
+        for _ in range(2)
+    ]
+
+    def finish(slot: dict) -> None:
+        if slot["pending"] is None:
+            return
+        start, count = slot["pending"]
+        slot["stream"].synchronize()
+        for path, offset, host in zip(outputs, offsets, slot["host_out"]):
+            out = _batch_map(path, offset, dtype, start, count, "r+")
+            out[:] = host[:count]
+            out.flush()
+            del out
+        slot["pending"] = None
+        progress(start + count)
+
+    number = -1
+    for number, start in enumerate(range(0, source.size, batch)):
+        slot = slots[number % 2]
+        finish(slot)  # this slot's previous batch: written out, buffers free again
+        count = min(batch, source.size - start)
+        x = _batch_map(source.path, source.offset, source.dtype, start, count, "r")
+        slot["host_in"][:count] = x
+        del x
+        stream = slot["stream"]
+        device_in = slot["device_in"][:count]
+        device_out = [d[:count] for d in slot["device_out"]]
+        device_in.copy_to_device(slot["host_in"][:count], stream=stream)
+        _numba_cuda.launch(kernel_op, device_in, a, tuple(device_out), stream)
+        for device, host in zip(device_out, slot["host_out"]):
+            device.copy_to_host(host[:count], stream=stream)
+        slot["pending"] = (start, count)
+    finish(slots[(number + 1) % 2])  # the older of the two batches in flight first
+    finish(slots[number % 2])
