@@ -124,7 +124,12 @@ def main() -> int:
     print(json.dumps(report["versions"]))
     section("pytest -m 'cuda or gpu' with real CuPy")
     report["pytest_returncode"] = run_tests(timeout=int(os.environ.get("GPU_TEST_TIMEOUT", "240")))
-    for title, step in (("launch cost breakdown, 1,024 float32", launch_breakdown), ("bandwidth, float32", bandwidth)):
+    steps = (
+        ("launch cost breakdown, 1,024 float32", launch_breakdown),
+        ("bandwidth, float32", bandwidth),
+        ("apply: a 4 GiB float32 file, GPU and CPU", apply_check),
+    )
+    for title, step in steps:
         section(title)
         try:
             report[step.__name__] = step()
@@ -132,6 +137,48 @@ def main() -> int:
             print(f"{title} failed: {type(error).__name__}: {error}", flush=True)
         (OUT / "gpu_check.json").write_text(json.dumps(report, indent=2))
     return report["pytest_returncode"]
+
+
+def apply_check() -> dict:
+    """``apply`` end to end on a 4 GiB file, next to the host<->device copy bandwidth."""
+    import cupy
+    import numpy as np
+
+    from relukernels import apply_file
+
+    folder = Path(os.environ.get("APPLY_DIR", "/tmp/relukernels-apply"))
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "x.npy"
+    n = (4 << 30) // 4
+    data = np.lib.format.open_memmap(source, mode="w+", dtype=np.float32, shape=(n,))
+    step = 1 << 26
+    for start in range(0, n, step):
+        data[start : start + step] = np.random.default_rng(start).standard_normal(min(step, n - start), np.float32)
+    data.flush()
+    del data
+    result: dict = {"file_bytes": n * 4}
+    pinned = cupy.cuda.alloc_pinned_memory(1 << 30)
+    host = np.frombuffer(pinned, np.uint8, 1 << 30)
+    device = cupy.empty(1 << 30, cupy.uint8)
+    for name, copy in (("h2d", lambda: device.set(host)), ("d2h", lambda: device.get(out=host))):
+        copy()
+        start = time.perf_counter()
+        for _ in range(5):
+            copy()
+        cupy.cuda.Device().synchronize()
+        result[f"{name}_gb_per_s"] = 5 * (1 << 30) / (time.perf_counter() - start) / 1e9
+    for device_name in ("cuda", "cpu"):
+        target = folder / f"y-{device_name}.npy"
+        report = apply_file(source, target, leak=0.1, device=device_name, batch_bytes=256 << 20, overwrite=True)
+        result[device_name] = {"seconds": report.seconds, "gb_per_s": report.gb_per_s, "device": report.device}
+    a, b = np.load(folder / "y-cuda.npy", mmap_mode="r"), np.load(folder / "y-cpu.npy", mmap_mode="r")
+    result["outputs_equal"] = all(
+        np.array_equal(a[i : i + (1 << 24)], b[i : i + (1 << 24)]) for i in range(0, n, 1 << 24)
+    )
+    print(json.dumps(result, indent=1))
+    for path in folder.iterdir():
+        path.unlink()
+    return result
 
 
 def bandwidth() -> dict:

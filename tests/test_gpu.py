@@ -144,3 +144,28 @@ def test_more_than_2_to_the_31_elements():
     rk.relu(x, 2, out=x)
     assert int((x[: n - 5] == -6).sum()) == n - 5
     np.testing.assert_array_equal(x[-5:].get(), [1, -2, 2, -4, 7])
+
+
+def test_torch_cuda_tensors_on_the_kernels_and_the_current_stream():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    host = rng.standard_normal((64, 48)).astype(np.float32)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        x = torch.from_numpy(host).cuda()[::2, 1::3]
+        y, dy = rk.relu_and_dash(x, 0.2)
+        result = (y.cpu(), dy.cpu())
+    assert y.is_cuda and y.dtype == torch.float32 and y.shape == x.shape
+    np.testing.assert_array_equal(result[0].numpy(), generic.relu(np, host[::2, 1::3], 0.2), strict=True)
+    np.testing.assert_array_equal(result[1].numpy(), generic.relu_dash(np, host[::2, 1::3], 0.2), strict=True)
+    out = torch.empty_like(x)
+    assert rk.relu(x, 0.2, out=out) is out
+    bf16 = torch.tensor([-2.0, 1.0], dtype=torch.bfloat16, device="cuda")
+    assert rk.relu(bf16, 0.1).is_cuda
+
+
+def test_torch_cuda_autograd():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([-1.5, 0.0, 2.0], device="cuda", requires_grad=True)
+    rk.relu(x, 0.1).sum().backward()
+    assert torch.equal(x.grad.cpu(), torch.tensor([0.1, 0.1, 1.0]))
