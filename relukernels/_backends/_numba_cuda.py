@@ -206,11 +206,28 @@ def launch_raw(op: str, a: Any, arrays: list[RawArray], stream: Any, device_id: 
     arguments.append(_SCALARS[arrays[1].dtype](a))
     for out in arrays[1:]:
         arguments += _array_arguments(out)
+    _ensure_context(device_id)
     blocks = _blocks(size, device_id)
     config = _configs.get(blocks)
     if config is None:
         config = _configs[blocks] = LaunchConfig(grid=blocks, block=THREADS_PER_BLOCK, shmem_size=0)
     core_launch(stream, config, kernel, *arguments)
+
+
+def _ensure_context(device_id: int) -> None:
+    """Bind the device's primary context to this thread if none is bound.
+
+    CuPy and PyTorch bind one in the threads where they work, but not necessarily in
+    others: PyTorch runs backward passes in threads of its own, where the first
+    launch found no context (CUDA_ERROR_INVALID_CONTEXT, seen on an H100).
+    """
+    from cuda.bindings import driver
+
+    error, context = driver.cuCtxGetCurrent()
+    if error == driver.CUresult.CUDA_SUCCESS and int(context) == 0:
+        from cuda.core import Device
+
+        Device(device_id).set_current()
 
 
 def _array_arguments(array: RawArray) -> list[Any]:
