@@ -46,12 +46,15 @@ def available_backends() -> list[str]:
     groups = ["numpy"]
     if importlib.util.find_spec("torch"):
         groups.append("torch")
-    if importlib.util.find_spec("cupy") and _has_gpu():
+    if has_gpu():
         groups.append("cupy")
     return groups
 
 
-def _has_gpu() -> bool:
+def has_gpu() -> bool:
+    """Whether CuPy is installed and sees a GPU (importing CuPy only if installed)."""
+    if not importlib.util.find_spec("cupy"):
+        return False
     try:
         import cupy
 

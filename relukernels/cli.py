@@ -15,6 +15,7 @@ import numpy as np
 
 import relukernels as rk
 from relukernels._backends import generic
+from relukernels._bench import has_gpu
 
 TUTORIAL_EXAMPLES = [
     ("In [4]", [[0.2], [0.5], [1.2], [-2.3], [0]], 0),
@@ -43,22 +44,11 @@ def _demo_backends() -> dict[str, Callable[[np.ndarray, float], tuple[Any, Any]]
         import torch
 
         backends["torch cpu"] = lambda x, a: tuple(r.numpy() for r in rk.relu_and_dash(torch.from_numpy(x), a))
-    if _gpu_available():
+    if has_gpu():
         import cupy
 
         backends["cupy (cuda kernels)"] = lambda x, a: tuple(r.get() for r in rk.relu_and_dash(cupy.asarray(x), a))
     return backends
-
-
-def _gpu_available() -> bool:
-    if not importlib.util.find_spec("cupy"):
-        return False
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no driver, no device: no GPU
-        return False
 
 
 def demo(_: argparse.Namespace) -> int:

@@ -29,6 +29,10 @@ def relu_dash(xp: Any, x: Any, leak: int | float) -> Any:
     return xp.where(x <= 0, a, xp.ones_like(x, dtype=dtype))
 
 
+FORMULAS = {"relu": (relu,), "relu_dash": (relu_dash,), "relu_and_dash": (relu, relu_dash)}
+"""The formulas behind each public operation, in the order of its results."""
+
+
 def _device(x: Any) -> Any:
     import array_api_compat
 

@@ -25,8 +25,6 @@ _STRATEGIES[np.dtype(np.float16)] = "float16 tables"
 
 _UINT16, _FLOAT64 = np.dtype(np.uint16), np.dtype(np.float64)
 _ALL_FLOAT16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
-_FORMULAS = {"relu": (generic.relu,), "relu_dash": (generic.relu_dash,)}
-_FORMULAS["relu_and_dash"] = _FORMULAS["relu"] + _FORMULAS["relu_dash"]
 
 PARALLEL_MIN_SIZE = 1 << 18
 """Arrays with fewer elements run in the calling thread."""
@@ -104,7 +102,7 @@ class NumpyBackend:
             _launch(lookup, x.view(_UINT16), tables, bits, overlaps)
         else:
             with np.errstate(all="ignore"):
-                for out, formula in zip(checked, _FORMULAS[op]):
+                for out, formula in zip(checked, generic.FORMULAS[op]):
                     out[...] = formula(np, x, a)
         return checked
 

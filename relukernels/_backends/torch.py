@@ -21,8 +21,6 @@ from .numpy import NumpyBackend
 
 _NUMPY = NumpyBackend()
 _CUDA = CudaBackend()
-_FORMULAS = {"relu": (generic.relu,), "relu_dash": (generic.relu_dash,)}
-_FORMULAS["relu_and_dash"] = _FORMULAS["relu"] + _FORMULAS["relu_dash"]
 
 
 class TorchBackend:
@@ -111,7 +109,7 @@ def _formula(op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> l
     import array_api_compat.torch as xp
     import torch
 
-    results = [formula(xp, x, leak) for formula in _FORMULAS[op]]
+    results = [formula(xp, x, leak) for formula in generic.FORMULAS[op]]
     for result, out, name in zip(results, outs, names):
         if out is not None:
             _validate.out_array(
