@@ -280,11 +280,20 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5))
-    names = dict.fromkeys(row["case"] for row in result["rows"])
-    for name in names:
+    names = list(dict.fromkeys(row["case"] for row in result["rows"]))
+    colors = plt.get_cmap("tab20")
+    for number, name in enumerate(names):
         rows = [r for r in result["rows"] if r["case"] == name]
-        style = "--" if name in COPY.values() else "-"
-        axes.plot([r["size"] for r in rows], [r["gb_per_s"] for r in rows], style, marker="o", label=name)
+        copy = name in COPY.values()
+        axes.plot(
+            [r["size"] for r in rows],
+            [r["gb_per_s"] for r in rows],
+            "--" if copy else "-",
+            color="black" if copy else colors(number % 20),
+            linewidth=2.5 if name.startswith("rk ") else 1.2,
+            marker="o",
+            label=f"{name} (limit)" if copy else name,
+        )
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("elements")
