@@ -160,21 +160,10 @@ class CudaBackend:
         dtype = x_info.dtype if keeps_dtype else _FLOAT64
         if x_info.dtype not in _KERNEL_DTYPES:
             raise TypeError(f"x has dtype {x_info.dtype}, which the CUDA kernels do not support")
-        given = [(out, name) for out, name in zip(outs, names) if out is not None]
-        for out, name in given:
-            _validate.out_array(
-                out,
-                name=name,
-                expected_type=type(x),
-                shape=x_info.shape,
-                dtype=dtype,
-                device=adapter.device_id(x),
-                device_of=adapter.device_id,
-                dtype_of=lambda array: adapter.layout(array)[3],
-            )
-            if _Interface(adapter, out).read_only:
-                raise ValueError(f"{name} is read-only")
-        _check_overlaps(adapter, x, x_info, given)
+        infos: list[_Interface | None] = []
+        for out, name in zip(outs, names):
+            infos.append(None if out is None else self._checked_out(adapter, out, name, x, x_info, dtype))
+        _check_overlaps(x, x_info, [(out, name, info) for out, name, info in zip(outs, names, infos) if info])
         outs = [adapter.allocate(x, dtype, x_info.order) if out is None else out for out in outs]
         if x_info.size == 0:
             return outs
@@ -186,9 +175,28 @@ class CudaBackend:
                 device_id = _numba_cuda.current_device_id()
             stream = self._stream(device_id, adapter.stream(x))
             leak_scalar = dtype.type(a)
-            for arrays in _launch_views([x_info, *(_Interface(adapter, out) for out in outs)]):
+            out_infos = [info or _Interface(adapter, out) for out, info in zip(outs, infos)]
+            for arrays in _launch_views([x_info, *out_infos]):
                 _numba_cuda.launch_raw(op, leak_scalar, arrays, stream, device_id)
         return outs
+
+    @staticmethod
+    def _checked_out(adapter: Any, out: Any, name: str, x: Any, x_info: "_Interface", dtype: np.dtype) -> "_Interface":
+        """Check a caller's ``out`` against the result; return its layout."""
+        _validate.out_array(
+            out,
+            name=name,
+            expected_type=type(x),
+            shape=x_info.shape,
+            dtype=dtype,
+            device=adapter.device_id(x),
+            device_of=adapter.device_id,
+            dtype_of=lambda array: adapter.layout(array)[3],
+        )
+        info = _Interface(adapter, out)
+        if info.read_only:
+            raise ValueError(f"{name} is read-only")
+        return info
 
     def _stream(self, device_id: int, handle: int) -> Any:
         """The caller's stream as a ``cuda.core`` stream, one wrapper per handle."""
@@ -248,16 +256,16 @@ def _is_dense(dims: Any) -> bool:
     return True
 
 
-def _check_overlaps(adapter: Any, x: Any, x_info: _Interface, given: list[tuple[Any, str]]) -> None:
+def _check_overlaps(x: Any, x_info: _Interface, given: list[tuple[Any, str, _Interface]]) -> None:
     """Outputs the caller passed may be ``x`` itself, but may not partly overlap it
     (the kernels read and write in parallel), nor each other."""
     if x_info.size == 0:
         return
+    x_extent = x_info.extent()
     extents = []
-    for out, name in given:
-        info = _Interface(adapter, out)
+    for out, name, info in given:
         same = (info.pointer, info.shape, info.strides) == (x_info.pointer, x_info.shape, x_info.strides)
-        if out is not x and not same and _intersect(info.extent(), x_info.extent()):
+        if out is not x and not same and _intersect(info.extent(), x_extent):
             raise ValueError(f"{name} overlaps x without being x; pass out=x or a separate array")
         extents.append(info.extent())
     if len(extents) == 2 and _intersect(*extents):
