@@ -258,29 +258,19 @@ def _run_gpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.
     kernel_op = "relu_and_dash" if op == "both" else op
     a = dtype.type(_validate.dtype_rule(np, source.dtype).resolve(leak)[0])
     batch = min(batch, max(source.size, 1))
-    slots = [
-        {
-            "stream": cuda.stream(),
-            "host_in": cuda.pinned_array(batch, source.dtype),
-            "host_out": [cuda.pinned_array(batch, dtype) for _ in outputs],
-            "device_in": cuda.device_array(batch, source.dtype),
-            "device_out": [cuda.device_array(batch, dtype) for _ in outputs],
-            "pending": None,
-        }
-        for _ in range(2)
-    ]
+    slots = [_Slot(cuda, batch, source.dtype, dtype, len(outputs)) for _ in range(2)]
 
-    def finish(slot: dict) -> None:
-        if slot["pending"] is None:
+    def finish(slot: _Slot) -> None:
+        if slot.pending is None:
             return
-        start, count = slot["pending"]
-        slot["stream"].synchronize()
-        for path, offset, host in zip(outputs, offsets, slot["host_out"]):
+        start, count = slot.pending
+        slot.stream.synchronize()
+        for path, offset, host in zip(outputs, offsets, slot.host_out):
             out = _batch_map(path, offset, dtype, start, count, "r+")
             out[:] = host[:count]
             out.flush()
             del out
-        slot["pending"] = None
+        slot.pending = None
         progress(start + count)
 
     number = -1
@@ -289,15 +279,27 @@ def _run_gpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.
         finish(slot)  # this slot's previous batch: written out, buffers free again
         count = min(batch, source.size - start)
         x = _batch_map(source.path, source.offset, source.dtype, start, count, "r")
-        slot["host_in"][:count] = x
+        slot.host_in[:count] = x
         del x
-        stream = slot["stream"]
-        device_in = slot["device_in"][:count]
-        device_out = [d[:count] for d in slot["device_out"]]
-        device_in.copy_to_device(slot["host_in"][:count], stream=stream)
-        _numba_cuda.launch(kernel_op, device_in, a, tuple(device_out), stream)
-        for device, host in zip(device_out, slot["host_out"]):
-            device.copy_to_host(host[:count], stream=stream)
-        slot["pending"] = (start, count)
+        device_in = slot.device_in[:count]
+        device_out = tuple(d[:count] for d in slot.device_out)
+        device_in.copy_to_device(slot.host_in[:count], stream=slot.stream)
+        _numba_cuda.launch(kernel_op, device_in, a, device_out, slot.stream)
+        for device, host in zip(device_out, slot.host_out):
+            device.copy_to_host(host[:count], stream=slot.stream)
+        slot.pending = (start, count)
     finish(slots[(number + 1) % 2])  # the older of the two batches in flight first
     finish(slots[number % 2])
+
+
+class _Slot:
+    """One of the GPU path's two pipelines: a stream, pinned host buffers, device
+    buffers, and the (start, count) of the batch in flight, if any."""
+
+    def __init__(self, cuda: Any, batch: int, in_dtype: np.dtype, out_dtype: np.dtype, outputs: int) -> None:
+        self.stream = cuda.stream()
+        self.host_in = cuda.pinned_array(batch, in_dtype)
+        self.host_out = [cuda.pinned_array(batch, out_dtype) for _ in range(outputs)]
+        self.device_in = cuda.device_array(batch, in_dtype)
+        self.device_out = [cuda.device_array(batch, out_dtype) for _ in range(outputs)]
+        self.pending: tuple[int, int] | None = None

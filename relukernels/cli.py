@@ -163,7 +163,7 @@ def apply(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     total = _npy_size(args.input)
-    bar = _apply_progress(total, quiet=args.quiet)
+    bar = _ApplyProgress(total, quiet=args.quiet)
     try:
         report = apply_file(
             args.input,
@@ -202,7 +202,7 @@ def _npy_size(path: str) -> int | None:
         return None
 
 
-class _apply_progress:
+class _ApplyProgress:
     """A progress bar with throughput on a terminal (tqdm), nothing otherwise."""
 
     def __init__(self, total: int | None, quiet: bool) -> None:
