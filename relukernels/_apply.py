@@ -106,23 +106,24 @@ def apply_file(
     if op == "both" and len(targets) != 2:
         raise ApplyError("--op both writes two outputs: give two output paths")
     source = _read_header(Path(src))
-    rule = _validate.dtype_rule(np, source.dtype)
-    out_dtype = source.dtype if rule.resolve(leak)[1] else np.dtype(np.float64)
+    a, out_dtype = _validate.numpy_result(source.dtype, leak)
     _check_targets(source.path, targets, overwrite, in_place)
     use_gpu = _choose_device(device)
     batch = max(1, batch_bytes // source.dtype.itemsize)
-    temporaries = [_start_output(target, source, out_dtype) for target in targets]
+    temporaries: list[_Npy] = []
     started = time.perf_counter()
     try:
+        for target in targets:  # one by one, so that a failure removes those made before it
+            temporaries.append(_start_output(target, source, out_dtype))
         run = _run_gpu if use_gpu else _run_cpu
-        run(source, temporaries, op, leak, out_dtype, batch, progress or (lambda done: None))
+        run(source, temporaries, op, a, batch, progress or (lambda done: None))
         for temporary, target in zip(temporaries, targets):
-            with open(temporary, "rb+") as handle:
+            with open(temporary.path, "rb+") as handle:
                 os.fsync(handle.fileno())
-            os.replace(temporary, target)
+            os.replace(temporary.path, target)
     except BaseException:
         for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
+            temporary.path.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - started
     moved = source.size * (source.dtype.itemsize + len(targets) * out_dtype.itemsize)
@@ -194,7 +195,7 @@ def _choose_device(device: str) -> bool:
     return found
 
 
-def _start_output(target: Path, source: _Npy, dtype: np.dtype) -> Path:
+def _start_output(target: Path, source: _Npy, dtype: np.dtype) -> _Npy:
     """A temporary ``.npy`` beside ``target`` with its header written and its data
     space reserved."""
     temporary = target.parent / f".{target.name}.partial-{os.getpid()}"
@@ -211,7 +212,7 @@ def _start_output(target: Path, source: _Npy, dtype: np.dtype) -> Path:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise ApplyError(f"{target.parent}: no room for {size:,} bytes ({os.strerror(error.errno)})") from None
         raise ApplyError(f"{temporary}: cannot write ({os.strerror(error.errno)})") from None
-    return temporary
+    return _Npy(temporary, data_start, source.shape, dtype, source.fortran_order)
 
 
 def _batch_map(path: Path, header_bytes: int, dtype: np.dtype, start: int, count: int, mode: str) -> np.ndarray:
@@ -219,33 +220,25 @@ def _batch_map(path: Path, header_bytes: int, dtype: np.dtype, start: int, count
     return np.memmap(path, dtype=dtype, mode=mode, offset=header_bytes + start * dtype.itemsize, shape=(count,))
 
 
-def _output_offset(path: Path) -> int:
-    with open(path, "rb") as handle:
-        np.lib.format.read_magic(handle)
-        np.lib.format.read_array_header_2_0(handle)
-        return handle.tell()
-
-
-def _run_cpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.dtype, batch: int,
+def _run_cpu(source: _Npy, outputs: list[_Npy], op: str, a: int | float, batch: int,
              progress: Callable[[int], None]) -> None:
     import relukernels as rk
 
-    offsets = [_output_offset(path) for path in outputs]
     for start in range(0, source.size, batch):
         count = min(batch, source.size - start)
         x = _batch_map(source.path, source.offset, source.dtype, start, count, "r")
-        outs = [_batch_map(path, offset, dtype, start, count, "r+") for path, offset in zip(outputs, offsets)]
+        outs = [_batch_map(out.path, out.offset, out.dtype, start, count, "r+") for out in outputs]
         if op == "both":
-            rk.relu_and_dash(x, leak, out=tuple(outs))
+            rk.relu_and_dash(x, a, out=tuple(outs))
         else:
-            getattr(rk, op)(x, leak, out=outs[0])
+            getattr(rk, op)(x, a, out=outs[0])
         for out in outs:
             out.flush()
         del x, outs  # unmap: the pages leave this process
         progress(start + count)
 
 
-def _run_gpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.dtype, batch: int,
+def _run_gpu(source: _Npy, outputs: list[_Npy], op: str, a: int | float, batch: int,
              progress: Callable[[int], None]) -> None:
     """Two slots, each with a stream, pinned buffers and device buffers: while slot
     k's batch is copied in, computed and copied out, the host reads the next batch and
@@ -254,9 +247,9 @@ def _run_gpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.
 
     from ._backends import _numba_cuda
 
-    offsets = [_output_offset(path) for path in outputs]
+    dtype = outputs[0].dtype
     kernel_op = "relu_and_dash" if op == "both" else op
-    a = dtype.type(_validate.dtype_rule(np, source.dtype).resolve(leak)[0])
+    leak_scalar = dtype.type(a)
     batch = min(batch, max(source.size, 1))
     slots = [_Slot(cuda, batch, source.dtype, dtype, len(outputs)) for _ in range(2)]
 
@@ -265,8 +258,8 @@ def _run_gpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.
             return
         start, count = slot.pending
         slot.stream.synchronize()
-        for path, offset, host in zip(outputs, offsets, slot.host_out):
-            out = _batch_map(path, offset, dtype, start, count, "r+")
+        for output, host in zip(outputs, slot.host_out):
+            out = _batch_map(output.path, output.offset, dtype, start, count, "r+")
             out[:] = host[:count]
             out.flush()
             del out
@@ -284,7 +277,7 @@ def _run_gpu(source: _Npy, outputs: list[Path], op: str, leak: float, dtype: np.
         device_in = slot.device_in[:count]
         device_out = tuple(d[:count] for d in slot.device_out)
         device_in.copy_to_device(slot.host_in[:count], stream=slot.stream)
-        _numba_cuda.launch(kernel_op, device_in, a, device_out, slot.stream)
+        _numba_cuda.launch(kernel_op, device_in, leak_scalar, device_out, slot.stream)
         for device, host in zip(device_out, slot.host_out):
             device.copy_to_host(host[:count], stream=slot.stream)
         slot.pending = (start, count)

@@ -134,6 +134,16 @@ def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
     return rule
 
 
+def numpy_result(dtype: Any, leak: int | float) -> tuple[int | float, Any]:
+    """The leak to compute with and the result dtype, for an array of NumPy ``dtype``:
+    the input's dtype, or float64 for an integer dtype with a fractional leak (NumPy's
+    promotion, as in the seed). Raises as ``dtype_rule`` does."""
+    import numpy as np
+
+    a, keeps_dtype = dtype_rule(np, dtype).resolve(leak)
+    return a, (dtype if keeps_dtype else np.dtype(np.float64))
+
+
 def out_array(
     out: Any,
     *,

@@ -20,7 +20,6 @@ import numpy as np
 from .. import _validate
 
 _KERNEL_DTYPES = frozenset(np.dtype(c) for c in "f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
-_FLOAT64 = np.dtype(np.float64)
 
 
 def _library(x: Any) -> str:
@@ -156,8 +155,7 @@ class CudaBackend:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array, named ``names``)."""
         adapter = _ADAPTERS.get(_library(x), _InterfaceArrays)
         x_info = _Interface(adapter, x)
-        a, keeps_dtype = _validate.dtype_rule(np, x_info.dtype).resolve(leak)
-        dtype = x_info.dtype if keeps_dtype else _FLOAT64
+        a, dtype = _validate.numpy_result(x_info.dtype, leak)
         if x_info.dtype not in _KERNEL_DTYPES:
             raise TypeError(f"x has dtype {x_info.dtype}, which the CUDA kernels do not support")
         infos: list[_Interface | None] = []

@@ -23,7 +23,7 @@ _STRATEGIES = {np.dtype(c): "numba" for c in "f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".spl
 _STRATEGIES[np.dtype(np.float16)] = "float16 tables"
 """How each dtype runs; real dtypes not listed take the formula."""
 
-_UINT16, _FLOAT64 = np.dtype(np.uint16), np.dtype(np.float64)
+_UINT16 = np.dtype(np.uint16)
 _ALL_FLOAT16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
 
 PARALLEL_MIN_SIZE = 1 << 18
@@ -73,8 +73,7 @@ class NumpyBackend:
 
     def run(self, op: str, x: np.ndarray, leak: int | float, outs: tuple, names: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array, named ``names``)."""
-        a, keeps_dtype = _validate.dtype_rule(np, x.dtype).resolve(leak)
-        dtype = x.dtype if keeps_dtype else _FLOAT64
+        a, dtype = _validate.numpy_result(x.dtype, leak)
         overlaps = False
         checked = []
         for out, name in zip(outs, names):

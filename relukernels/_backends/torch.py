@@ -57,7 +57,7 @@ class TorchBackend:
         import torch
 
         x_dtype = numpy_dtype(x.dtype)
-        kernels_apply = x_dtype is not None and _validate.dtype_rule(np, x_dtype).resolve(leak)[1]
+        kernels_apply = x_dtype is not None and _validate.numpy_result(x_dtype, leak)[1] == x_dtype
         if not kernels_apply:
             return _formula(op, x, leak, outs, names)
         if x.is_cuda:
