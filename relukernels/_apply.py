@@ -277,7 +277,9 @@ def _run_gpu(source: _Npy, outputs: list[_Npy], op: str, a: int | float, batch: 
         device_in = slot.device_in[:count]
         device_out = tuple(d[:count] for d in slot.device_out)
         device_in.copy_to_device(slot.host_in[:count], stream=slot.stream)
-        _numba_cuda.launch(kernel_op, device_in, leak_scalar, device_out, slot.stream)
+        # The buffers are whole allocations sliced from their start: contiguous and
+        # aligned, as the quads kernel needs.
+        _numba_cuda.launch(kernel_op, "quads", device_in, leak_scalar, device_out, slot.stream)
         for device, host in zip(device_out, slot.host_out):
             device.copy_to_host(host[:count], stream=slot.stream)
         slot.pending = (start, count)

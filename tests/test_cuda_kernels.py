@@ -42,32 +42,32 @@ def _expected(op, x, leak):
         return [formula(np, x, leak) for formula in OPS[op]]
 
 
-def _run(op, device_x, leak, expected):
+def _run(op, kind, device_x, leak, expected):
     outs = tuple(cuda.device_array(device_x.shape, dtype=e.dtype) for e in expected)
-    _numba_cuda.launch(op, device_x, expected[0].dtype.type(leak), outs)
+    _numba_cuda.launch(op, kind, device_x, expected[0].dtype.type(leak), outs)
     return [o.copy_to_host() for o in outs]
 
 
 @settings(max_examples=40)
-@given(kernel_cases(max_dims=1))
-def test_flat_kernels(case):
+@given(kernel_cases(max_dims=1), st.sampled_from(["quads", "flat"]))
+def test_flat_kernels(case, kind):
     x, leak, op = case
     flat = np.ascontiguousarray(x).reshape(-1)
     expected = _expected(op, flat, leak)
-    for result, want in zip(_run(op, cuda.to_device(flat), leak, expected), expected):
+    for result, want in zip(_run(op, kind, cuda.to_device(flat), leak, expected), expected):
         assert result.dtype == want.dtype
         np.testing.assert_array_equal(result, want, strict=True)
 
 
 @settings(max_examples=40)
 @given(kernel_cases(max_dims=1), st.sampled_from([2, -1, -3]))
-def test_flat_kernels_on_strided_1d_views(case, step):
+def test_flat_kernel_on_strided_1d_views(case, step):
     x, leak, op = case
     assume(x.size > 0)  # Numba device arrays refuse to slice an empty array
     base = np.repeat(x.reshape(-1), abs(step))
     device_view = cuda.to_device(base)[:: step]
     expected = _expected(op, base[::step], leak)
-    for result, want in zip(_run(op, device_view, leak, expected), expected):
+    for result, want in zip(_run(op, "flat", device_view, leak, expected), expected):
         np.testing.assert_array_equal(result, want, strict=True)
 
 
@@ -82,21 +82,23 @@ def test_strided_kernels_on_4d_views(case, data):
     view = base[padded][(*(slice(None) for _ in padded), *(slice(None, None, s) for s in steps))]
     device_view = cuda.to_device(base[padded])[(*(slice(None) for _ in padded), *(slice(None, None, s) for s in steps))]
     expected = _expected(op, view, leak)
-    for result, want in zip(_run(op, device_view, leak, expected), expected):
+    for result, want in zip(_run(op, "strided", device_view, leak, expected), expected):
         np.testing.assert_array_equal(result, want, strict=True)
 
 
 @pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("kind", ["quads", "flat"])
 @pytest.mark.parametrize("blocks", [1, 3])
-def test_flat_kernels_over_many_tiles(op, blocks):
-    """Full tiles, a partial last tile and the grid-stride step between tiles, which
-    the small arrays above never reach (a tile is 4 x 256 elements)."""
-    n = 5 * _numba_cuda.TILE * _numba_cuda.THREADS_PER_BLOCK + 77
+def test_flat_kernels_over_many_tiles(op, kind, blocks):
+    """Full tiles, a partial last tile, the grid-stride step between tiles and (for
+    the quads) the last size % 4 elements, which the small arrays above never reach."""
+    n = 5 * _numba_cuda.ELEMENTS_PER_STEP[kind] * _numba_cuda.THREADS_PER_BLOCK + 77
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     x[::7] = -np.inf
     expected = _expected(op, x, 0.1)
-    outs = tuple(cuda.device_array(n, np.float32) for _ in expected)
-    _numba_cuda.KERNELS[op, 1][blocks, _numba_cuda.THREADS_PER_BLOCK](cuda.to_device(x), np.float32(0.1), *outs)
+    outs = [cuda.device_array(n, np.float32) for _ in expected]
+    kernel = _numba_cuda.KERNELS[op, kind]
+    kernel[blocks, _numba_cuda.THREADS_PER_BLOCK](cuda.to_device(x), np.float32(0.1), outs[0], outs[-1])
     for out, want in zip(outs, expected):
         np.testing.assert_array_equal(out.copy_to_host(), want, strict=True)
 
@@ -104,15 +106,16 @@ def test_flat_kernels_over_many_tiles(op, blocks):
 def test_empty_arrays_launch_nothing():
     x = cuda.to_device(np.empty(0, np.float32))
     y = cuda.device_array(0, np.float32)
-    _numba_cuda.launch("relu", x, np.float32(0.1), (y,))
+    _numba_cuda.launch("relu", "quads", x, np.float32(0.1), (y,))
     assert y.copy_to_host().shape == (0,)
 
 
 def test_grid_is_capped_for_large_arrays():
     """Launches are grid-stride loops: the block count stops growing with the size."""
     device = _numba_cuda.current_device_id()
-    assert _numba_cuda._blocks(1, device) == 1
-    assert _numba_cuda._blocks(10**12, device) == _numba_cuda._blocks(10**13, device)
+    for kind in _numba_cuda.ELEMENTS_PER_STEP:
+        assert _numba_cuda._blocks(kind, 1, device) == 1
+        assert _numba_cuda._blocks(kind, 10**12, device) == _numba_cuda._blocks(kind, 10**13, device)
 
 
 @given(

@@ -1,17 +1,29 @@
 """``@numba.cuda.jit`` kernels, compiled from the same formulas as the CPU loops.
 
-Every kernel is a grid-stride loop with 64-bit indices. The flat kernels take 1-d
-arrays of any stride and keep four loads in flight per thread, in tiles of consecutive
-elements (on an H100 one element per thread reached 60% of the copy bandwidth, four
-strided a grid apart 80%); the strided kernels take 4-d views of any strides,
-negative included, and unravel the flat index themselves.
+Three kernels for each operation, by the layout of the arrays they take:
+
+- ``quads``: 1-d C-contiguous arrays whose data are aligned to four elements (every
+  fresh CuPy or PyTorch allocation). Each thread loads two quads of four elements
+  with one vector access each (``_cuda_quads``) before it stores any; the last
+  ``size % 4`` elements one by one.
+- ``flat``: 1-d arrays of any stride (and contiguous ones that are not aligned).
+  Each thread loads ``TILE`` elements a block apart before it stores any.
+- ``strided``: 4-d views of any strides, negative included; one element per thread
+  per step, the flat index unravelled in the kernel.
+
+On an H100 (2026-11-26) one scalar element per thread reached 60% of the copy
+bandwidth and four in flight 80%. Every kernel is a grid-stride loop with 64-bit
+indices and takes ``(x, a, y, dy)``: the one-output operations get their output
+twice and write it once. Loads come before stores because the output may be the
+input itself, so the compiler may not move them past the stores.
 
 Two ways to launch: ``launch`` goes through Numba's own launcher with Numba device
-arrays, real or from the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the
-tests run the kernels without a GPU; ``launch_raw`` takes bare pointers, shapes and
-strides and calls ``cuda.core.launch`` on the compiled kernel, skipping the tens of
-microseconds that building device arrays and Numba's argument handling cost.
-Importing this module imports ``numba.cuda``.
+arrays (real, or the CUDA simulator's); ``launch_raw`` takes bare pointers, shapes
+and strides and calls ``cuda.core.launch`` on the compiled kernel, skipping the tens
+of microseconds that building device arrays and Numba's argument handling cost.
+Under the simulator ``launch_raw`` wraps the (host) memory behind the pointers in
+simulator arrays and goes through ``launch``, so the tests run the whole backend
+without a GPU. Importing this module imports ``numba.cuda``.
 """
 
 from __future__ import annotations
@@ -21,66 +33,51 @@ import math
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from .. import _scalar
+from ._cuda_quads import load_quad, store_quad
 
+SIMULATOR = bool(config.ENABLE_CUDASIM)
 STRIDED_NDIM = 4
 """Strided arrays are launched as views of this many dimensions."""
 
 THREADS_PER_BLOCK = 256
 BLOCKS_PER_SM = 8  # 8 x 256 threads fill an SM of 2,048: one wave, then grid-stride
-TILE = 4  # elements per thread per step of the flat kernels (the kernels unroll 4)
+TILE = 4  # elements in flight per thread in the flat kernel (its loop unrolls 4)
+QUADS = 2  # quads in flight per thread in the quads kernel (its loop unrolls 2)
+ELEMENTS_PER_STEP = {"quads": 4 * QUADS, "flat": TILE, "strided": 1}
+"""Elements one thread handles per step of each kernel's grid-stride loop."""
 
 _relu = cuda.jit(device=True)(_scalar.relu)
 _relu_dash = cuda.jit(device=True)(_scalar.relu_dash)
 
 
-def _flat_kernels(first: Any, second: Any = None) -> Any:
-    """A 1-d kernel writing ``first(x, a)`` (and ``second(x, a)``).
-
-    Each block works through tiles of ``TILE`` consecutive blocks' worth of elements
-    (a grid-stride loop over tiles); each thread loads its ``TILE`` elements of a
-    tile before it stores any. The loads in flight keep the memory busy, the tiles
-    keep a block's accesses together, and the loads come first because the output
-    may be the input itself, so the compiler may not move them past the stores.
-    """
+def _writers(first: Any, second: Any = None) -> tuple[Any, Any]:
+    """Device functions writing ``first`` (and ``second``) of a value into ``y`` (and
+    ``dy``) at an index, and of a quad at a quad index."""
     if second is None:
 
-        @cuda.jit
-        def kernel(x, a, y):
-            n, w = x.size, cuda.blockDim.x
-            i = cuda.blockIdx.x * TILE * w + cuda.threadIdx.x
-            step = cuda.gridDim.x * TILE * w
-            while i + 3 * w < n:
-                v0, v1, v2, v3 = x[i], x[i + w], x[i + 2 * w], x[i + 3 * w]
-                y[i], y[i + w] = first(v0, a), first(v1, a)
-                y[i + 2 * w], y[i + 3 * w] = first(v2, a), first(v3, a)
-                i += step
-            while i < n:  # this thread's part of the last, partial tile
-                y[i] = first(x[i], a)
-                i += w
+        @cuda.jit(device=True)
+        def write(y, dy, at, v, a):
+            y[at] = first(v, a)
 
-        return kernel
+        @cuda.jit(device=True)
+        def write_quad(y, dy, j, q, a):
+            store_quad(y, j, (first(q[0], a), first(q[1], a), first(q[2], a), first(q[3], a)))
 
-    @cuda.jit
-    def kernel_pair(x, a, y, dy):
-        n, w = x.size, cuda.blockDim.x
-        i = cuda.blockIdx.x * TILE * w + cuda.threadIdx.x
-        step = cuda.gridDim.x * TILE * w
-        while i + 3 * w < n:
-            v0, v1, v2, v3 = x[i], x[i + w], x[i + 2 * w], x[i + 3 * w]
-            y[i], y[i + w] = first(v0, a), first(v1, a)
-            y[i + 2 * w], y[i + 3 * w] = first(v2, a), first(v3, a)
-            dy[i], dy[i + w] = second(v0, a), second(v1, a)
-            dy[i + 2 * w], dy[i + 3 * w] = second(v2, a), second(v3, a)
-            i += step
-        while i < n:
-            v = x[i]
-            y[i], dy[i] = first(v, a), second(v, a)
-            i += w
+        return write, write_quad
 
-    return kernel_pair
+    @cuda.jit(device=True)
+    def write_pair(y, dy, at, v, a):
+        y[at], dy[at] = first(v, a), second(v, a)
+
+    @cuda.jit(device=True)
+    def write_pair_quad(y, dy, j, q, a):
+        store_quad(y, j, (first(q[0], a), first(q[1], a), first(q[2], a), first(q[3], a)))
+        store_quad(dy, j, (second(q[0], a), second(q[1], a), second(q[2], a), second(q[3], a)))
+
+    return write_pair, write_pair_quad
 
 
 @cuda.jit(device=True)
@@ -92,39 +89,61 @@ def _unravel_4d(i, shape):
     return rest // shape[1], rest % shape[1], i2, i3
 
 
-@cuda.jit
-def _relu_strided(x, a, y):
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        at = _unravel_4d(i, x.shape)
-        y[at] = _relu(x[at], a)
+def _kernels(write: Any, write_quad: Any) -> dict[str, Any]:
+    """The three kernels of one operation, by layout (see the module's docstring)."""
+
+    @cuda.jit
+    def quads(x, a, y, dy):
+        n, w = x.size, cuda.blockDim.x
+        count = n // 4
+        j = cuda.blockIdx.x * QUADS * w + cuda.threadIdx.x
+        step = cuda.gridDim.x * QUADS * w
+        while j + w < count:
+            p, q = load_quad(x, j), load_quad(x, j + w)
+            write_quad(y, dy, j, p, a)
+            write_quad(y, dy, j + w, q, a)
+            j += step
+        if j < count:  # this thread's part of the last, partial tile
+            write_quad(y, dy, j, load_quad(x, j), a)
+        i = 4 * count + cuda.grid(1)
+        if i < n:  # the last size % 4 elements, on the first threads
+            write(y, dy, i, x[i], a)
+
+    @cuda.jit
+    def flat(x, a, y, dy):
+        n, w = x.size, cuda.blockDim.x
+        i = cuda.blockIdx.x * TILE * w + cuda.threadIdx.x
+        step = cuda.gridDim.x * TILE * w
+        while i + 3 * w < n:
+            v0, v1, v2, v3 = x[i], x[i + w], x[i + 2 * w], x[i + 3 * w]
+            write(y, dy, i, v0, a)
+            write(y, dy, i + w, v1, a)
+            write(y, dy, i + 2 * w, v2, a)
+            write(y, dy, i + 3 * w, v3, a)
+            i += step
+        while i < n:  # this thread's part of the last, partial tile
+            write(y, dy, i, x[i], a)
+            i += w
+
+    @cuda.jit
+    def strided(x, a, y, dy):
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            at = _unravel_4d(i, x.shape)
+            write(y, dy, at, x[at], a)
+
+    return {"quads": quads, "flat": flat, "strided": strided}
 
 
-@cuda.jit
-def _relu_dash_strided(x, a, y):
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        at = _unravel_4d(i, x.shape)
-        y[at] = _relu_dash(x[at], a)
-
-
-@cuda.jit
-def _relu_and_dash_strided(x, a, y, dy):
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        at = _unravel_4d(i, x.shape)
-        value = x[at]
-        y[at] = _relu(value, a)
-        dy[at] = _relu_dash(value, a)
-
-
-KERNELS: dict[tuple[str, int], Any] = {
-    ("relu", 1): _flat_kernels(_relu),
-    ("relu_dash", 1): _flat_kernels(_relu_dash),
-    ("relu_and_dash", 1): _flat_kernels(_relu, _relu_dash),
-    ("relu", STRIDED_NDIM): _relu_strided,
-    ("relu_dash", STRIDED_NDIM): _relu_dash_strided,
-    ("relu_and_dash", STRIDED_NDIM): _relu_and_dash_strided,
+_BY_OP = {
+    "relu": _kernels(*_writers(_relu)),
+    "relu_dash": _kernels(*_writers(_relu_dash)),
+    "relu_and_dash": _kernels(*_writers(_relu, _relu_dash)),
 }
-"""Kernels by (operation, dimensions of the arrays they take)."""
+KERNELS: dict[tuple[str, str], Any] = {(op, kind): kernel for op, kinds in _BY_OP.items() for kind, kernel in kinds.items()}
+"""Kernels by (operation, layout kind: "quads", "flat" or "strided")."""
 
+KIND_NDIM = {"quads": 1, "flat": 1, "strided": STRIDED_NDIM}
+_KIND_LAYOUT = {"quads": "C", "flat": "A", "strided": "A"}
 _multiprocessors: dict[int, int] = {}
 
 
@@ -133,22 +152,25 @@ def current_device_id() -> int:
     return getattr(cuda.get_current_device(), "id", 0)
 
 
-def _blocks(size: int, device_id: int) -> int:
+def _blocks(kind: str, size: int, device_id: int) -> int:
     sms = _multiprocessors.get(device_id)
     if sms is None:
         sms = _multiprocessors[device_id] = getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1)
-    return max(1, min(-(-size // (TILE * THREADS_PER_BLOCK)), sms * BLOCKS_PER_SM))
+    return max(1, min(-(-size // (ELEMENTS_PER_STEP[kind] * THREADS_PER_BLOCK)), sms * BLOCKS_PER_SM))
 
 
-def launch(op: str, x: Any, a: Any, outs: tuple[Any, ...], stream: Any = 0) -> None:
-    """Run ``op`` through Numba's launcher over device array ``x`` into ``outs``.
+def launch(op: str, kind: str, x: Any, a: Any, outs: tuple[Any, ...], stream: Any = 0) -> None:
+    """Run ``op``'s ``kind`` kernel through Numba's launcher over device array ``x``
+    into ``outs``.
 
-    The arrays are 1-d or ``STRIDED_NDIM``-d, all of one shape; ``a`` is the leak as a
-    NumPy scalar of the output dtype.
+    The arrays have ``KIND_NDIM[kind]`` dimensions and one shape (and for "quads",
+    C-contiguous data aligned to four elements); ``a`` is the leak as a NumPy scalar
+    of the output dtype.
     """
     if x.size == 0:
         return
-    KERNELS[op, x.ndim][_blocks(x.size, current_device_id()), THREADS_PER_BLOCK, stream](x, a, *outs)
+    blocks = _blocks(kind, x.size, current_device_id())
+    KERNELS[op, kind][blocks, THREADS_PER_BLOCK, stream](x, a, outs[0], outs[-1])
 
 
 class RawArray(NamedTuple):
@@ -170,48 +192,76 @@ _SCALARS: dict[np.dtype, Callable[[Any], Any]] = {
 
 _compiled: dict[tuple, Any] = {}
 _configs: dict[int, Any] = {}
+_streams: dict[tuple[int, int], Any] = {}
 
 
-def _compiled_kernel(op: str, ndim: int, in_dtype: np.dtype, out_dtype: np.dtype, device_id: int) -> Any:
+def _compiled_kernel(op: str, kind: str, in_dtype: np.dtype, out_dtype: np.dtype, device_id: int) -> Any:
     """The ``cuda.core`` kernel of ``op`` for one signature, on the current device."""
-    key = (op, ndim, in_dtype, out_dtype, device_id)
+    key = (op, kind, in_dtype, out_dtype, device_id)
     kernel = _compiled.get(key)
     if kernel is None:
         from numba.cuda import types
         from numba.cuda.np.numpy_support import from_dtype
 
-        x_type, y_type = from_dtype(in_dtype), from_dtype(out_dtype)
-        outputs = 2 if op == "relu_and_dash" else 1
-        signature = (types.Array(x_type, ndim, "A"), y_type) + (types.Array(y_type, ndim, "A"),) * outputs
-        compiled = KERNELS[op, ndim].compile(signature)
+        ndim, layout = KIND_NDIM[kind], _KIND_LAYOUT[kind]
+        y_type = types.Array(from_dtype(out_dtype), ndim, layout)
+        signature = (types.Array(from_dtype(in_dtype), ndim, layout), from_dtype(out_dtype), y_type, y_type)
+        compiled = KERNELS[op, kind].compile(signature)
         kernel = _compiled[key] = compiled._codelibrary.get_cufunc().kernel
     return kernel
 
 
-def launch_raw(op: str, a: Any, arrays: list[RawArray], stream: Any, device_id: int) -> None:
-    """Run ``op`` over ``arrays[0]`` into ``arrays[1:]`` with ``cuda.core.launch``.
+def stream_for(device_id: int, handle: int) -> Any:
+    """The caller's stream ``handle`` as ``launch_raw`` takes it, one wrapper per handle."""
+    if SIMULATOR:
+        return 0
+    stream = _streams.get((device_id, handle))
+    if stream is None:
+        from cuda.core import Stream
 
-    The arrays are 1-d or ``STRIDED_NDIM``-d, all of one shape; ``a`` is the leak,
-    cast to the output dtype; ``stream`` is a ``cuda.core`` stream; ``device_id`` is
-    Numba's current device, where the kernel is loaded.
+        stream = _streams[device_id, handle] = Stream.from_handle(handle)
+    return stream
+
+
+def launch_raw(op: str, kind: str, a: Any, arrays: list[RawArray], stream: Any, device_id: int) -> None:
+    """Run ``op``'s ``kind`` kernel over ``arrays[0]`` into ``arrays[1:]``.
+
+    The arrays are as ``launch`` takes them; ``a`` is the leak, cast to the output
+    dtype; ``stream`` comes from ``stream_for``; ``device_id`` is Numba's current
+    device, where the kernel is loaded.
     """
-    from cuda.core import LaunchConfig, launch as core_launch
-
     x = arrays[0]
     size = math.prod(x.shape)
     if size == 0:
         return
-    kernel = _compiled_kernel(op, len(x.shape), x.dtype, arrays[1].dtype, device_id)
+    if SIMULATOR:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        views = [FakeCUDAArray(_host_view(array)) for array in arrays]
+        launch(op, kind, views[0], a, tuple(views[1:]))
+        return
+    from cuda.core import LaunchConfig, launch as core_launch
+
+    kernel = _compiled_kernel(op, kind, x.dtype, arrays[1].dtype, device_id)
     arguments = _array_arguments(x)
     arguments.append(_SCALARS[arrays[1].dtype](a))
-    for out in arrays[1:]:
-        arguments += _array_arguments(out)
+    arguments += _array_arguments(arrays[1])
+    arguments += _array_arguments(arrays[-1])
     _ensure_context(device_id)
-    blocks = _blocks(size, device_id)
+    blocks = _blocks(kind, size, device_id)
     config = _configs.get(blocks)
     if config is None:
         config = _configs[blocks] = LaunchConfig(grid=blocks, block=THREADS_PER_BLOCK, shmem_size=0)
     core_launch(stream, config, kernel, *arguments)
+
+
+def _host_view(array: RawArray) -> np.ndarray:
+    """The simulator's "device" memory is host memory: a NumPy view of it."""
+    from .cuda import byte_extent
+
+    low, high = byte_extent(array.shape, array.strides, array.dtype.itemsize)
+    buffer = (ctypes.c_char * (high - low)).from_address(array.pointer + low)
+    return np.ndarray(array.shape, array.dtype, buffer, offset=-low, strides=array.strides)
 
 
 def _ensure_context(device_id: int) -> None:

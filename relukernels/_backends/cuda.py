@@ -12,8 +12,9 @@ Nothing here imports CUDA until an array of this backend arrives.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,16 +23,21 @@ from .. import _validate
 _KERNEL_DTYPES = frozenset(np.dtype(c) for c in "f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
 
 
-def _library(x: Any) -> str:
-    return type(x).__module__.partition(".")[0]
+def _library(kind: type) -> str:
+    """The top-level package that defines ``kind``."""
+    return kind.__module__.partition(".")[0]
 
 
 class _CupyArrays:
     """CuPy: attributes for the layout, ``empty_like`` under the array's device."""
 
     @staticmethod
-    def layout(x: Any) -> tuple[int, tuple, tuple, np.dtype, bool]:
-        return x.data.ptr, x.shape, x.strides, x.dtype, False
+    def view(x: Any) -> tuple[int, "_Layout", bool]:
+        return x.data.ptr, _layout(x.shape, x.strides, x.dtype), False
+
+    @staticmethod
+    def dtype(x: Any) -> np.dtype:
+        return x.dtype
 
     @staticmethod
     def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
@@ -59,9 +65,13 @@ class _TorchArrays:
     """PyTorch CUDA tensors: ``data_ptr`` and ``stride``, ``empty_like``, the current stream."""
 
     @staticmethod
-    def layout(x: Any) -> tuple[int, tuple, tuple, np.dtype, bool]:
+    def view(x: Any) -> tuple[int, "_Layout", bool]:
         size = x.element_size()
-        return x.data_ptr(), tuple(x.shape), tuple(s * size for s in x.stride()), numpy_dtype(x.dtype), False
+        return x.data_ptr(), _layout(tuple(x.shape), tuple(s * size for s in x.stride()), numpy_dtype(x.dtype)), False
+
+    @staticmethod
+    def dtype(x: Any) -> np.dtype | None:
+        return numpy_dtype(x.dtype)
 
     @staticmethod
     def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
@@ -90,11 +100,15 @@ class _InterfaceArrays:
     """Any other ``__cuda_array_interface__`` object; outputs are Numba device arrays."""
 
     @staticmethod
-    def layout(x: Any) -> tuple[int, tuple, tuple, np.dtype, bool]:
+    def view(x: Any) -> tuple[int, "_Layout", bool]:
         cai = x.__cuda_array_interface__
         shape, dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
         strides = cai.get("strides") or _c_strides(shape, dtype.itemsize)
-        return cai["data"][0], shape, tuple(strides), dtype, cai["data"][1]
+        return cai["data"][0], _layout(shape, tuple(strides), dtype), cai["data"][1]
+
+    @staticmethod
+    def dtype(x: Any) -> np.dtype:
+        return np.dtype(x.__cuda_array_interface__["typestr"])
 
     @staticmethod
     def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
@@ -118,6 +132,12 @@ class _InterfaceArrays:
 _ADAPTERS = {"cupy": _CupyArrays, "torch": _TorchArrays}
 
 
+@functools.lru_cache(maxsize=64)
+def _adapter(kind: type) -> Any:
+    return _ADAPTERS.get(_library(kind), _InterfaceArrays)
+
+
+@functools.lru_cache(maxsize=None)
 def numpy_dtype(torch_dtype: Any) -> np.dtype | None:
     """The NumPy dtype of a torch dtype, or None (bfloat16 and others NumPy lacks)."""
     import torch
@@ -134,11 +154,8 @@ class CudaBackend:
 
     name = "cuda"
 
-    def __init__(self) -> None:
-        self._streams: dict[tuple[int | None, int], Any] = {}
-
     def accepts(self, x: Any) -> bool:
-        return _library(x) != "torch" and hasattr(x, "__cuda_array_interface__")
+        return _library(type(x)) != "torch" and hasattr(x, "__cuda_array_interface__")
 
     def relu(self, x: Any, leak: int | float, out: Any) -> Any:
         return self.run("relu", x, leak, (out,), ("out",))[0]
@@ -153,77 +170,76 @@ class CudaBackend:
 
     def run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array, named ``names``)."""
-        adapter = _ADAPTERS.get(_library(x), _InterfaceArrays)
-        x_info = _Interface(adapter, x)
-        a, dtype = _validate.numpy_result(x_info.dtype, leak)
-        if x_info.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"x has dtype {x_info.dtype}, which the CUDA kernels do not support")
-        infos: list[_Interface | None] = []
-        for out, name in zip(outs, names):
-            infos.append(None if out is None else self._checked_out(adapter, out, name, x, x_info, dtype))
-        _check_overlaps(x, x_info, [(out, name, info) for out, name, info in zip(outs, names, infos) if info])
-        outs = [adapter.allocate(x, dtype, x_info.order) if out is None else out for out in outs]
-        if x_info.size == 0:
-            return outs
+        adapter = _adapter(type(x))
+        x_pointer, x_layout, _ = adapter.view(x)
+        a, dtype = _validate.numpy_result(x_layout.dtype, leak)
+        if x_layout.dtype not in _KERNEL_DTYPES:
+            raise TypeError(f"x has dtype {x_layout.dtype}, which the CUDA kernels do not support")
+        given = [None if out is None else _checked_out(adapter, out, name, x, x_layout, dtype) for out, name in zip(outs, names)]
+        if x_layout.size and any(given):
+            _check_overlaps(x, x_pointer, x_layout, outs, names, given)
+        results = [adapter.allocate(x, dtype, x_layout.order) if out is None else out for out in outs]
+        if x_layout.size == 0:
+            return results
         from . import _numba_cuda
 
         with adapter.device(x):
             device_id = adapter.device_id(x)
             if device_id is None:
                 device_id = _numba_cuda.current_device_id()
-            stream = self._stream(device_id, adapter.stream(x))
+            views = [(x_pointer, x_layout)]
+            views += [view or adapter.view(result)[:2] for view, result in zip(given, results)]
+            stream = _numba_cuda.stream_for(device_id, adapter.stream(x))
             leak_scalar = dtype.type(a)
-            out_infos = [info or _Interface(adapter, out) for out, info in zip(outs, infos)]
-            for arrays in _launch_views([x_info, *out_infos]):
-                _numba_cuda.launch_raw(op, leak_scalar, arrays, stream, device_id)
-        return outs
-
-    @staticmethod
-    def _checked_out(adapter: Any, out: Any, name: str, x: Any, x_info: "_Interface", dtype: np.dtype) -> "_Interface":
-        """Check a caller's ``out`` against the result; return its layout."""
-        _validate.out_array(
-            out,
-            name=name,
-            expected_type=type(x),
-            shape=x_info.shape,
-            dtype=dtype,
-            device=adapter.device_id(x),
-            device_of=adapter.device_id,
-            dtype_of=lambda array: adapter.layout(array)[3],
-        )
-        info = _Interface(adapter, out)
-        if info.read_only:
-            raise ValueError(f"{name} is read-only")
-        return info
-
-    def _stream(self, device_id: int, handle: int) -> Any:
-        """The caller's stream as a ``cuda.core`` stream, one wrapper per handle."""
-        stream = self._streams.get((device_id, handle))
-        if stream is None:
-            from cuda.core import Stream
-
-            stream = self._streams[device_id, handle] = Stream.from_handle(handle)
-        return stream
+            for kind, arrays in _launches(views):
+                _numba_cuda.launch_raw(op, kind, leak_scalar, arrays, stream, device_id)
+        return results
 
 
-class _Interface:
-    """Pointer, shape, strides (in elements) and dtype of a device array."""
+def _checked_out(adapter: Any, out: Any, name: str, x: Any, x_layout: "_Layout", dtype: np.dtype) -> tuple[int, "_Layout"]:
+    """Check a caller's ``out`` against the result; return its pointer and layout."""
+    _validate.out_array(
+        out,
+        name=name,
+        expected_type=type(x),
+        shape=x_layout.shape,
+        dtype=dtype,
+        device=adapter.device_id(x),
+        device_of=adapter.device_id,
+        dtype_of=adapter.dtype,
+    )
+    pointer, layout, read_only = adapter.view(out)
+    if read_only:
+        raise ValueError(f"{name} is read-only")
+    return pointer, layout
 
-    def __init__(self, adapter: Any, array: Any) -> None:
-        self.pointer, self.shape, byte_strides, self.dtype, self.read_only = adapter.layout(array)
-        self.itemsize = self.dtype.itemsize
-        self.size = math.prod(self.shape)
-        if any(s % self.itemsize for s in byte_strides):
-            raise ValueError("arrays with strides that are not whole elements are not supported")
-        self.strides = tuple(s // self.itemsize for s in byte_strides)
-        self.order = _order(self.shape, self.strides)
 
-    def extent(self) -> tuple[int, int]:
-        """The first and one-past-the-last byte that the array touches."""
-        reach = [(n - 1) * s for n, s in zip(self.shape, self.strides) if n > 1]
-        low = self.pointer + sum(r for r in reach if r < 0) * self.itemsize
-        high = self.pointer + (sum(r for r in reach if r > 0) + 1) * self.itemsize
-        return low, high
+class _Layout(NamedTuple):
+    """An array's layout, all a launch needs of it but its pointer."""
+
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]  # in bytes
+    dtype: np.dtype
+    size: int
+    order: str | None  # "C" or "F" where the array is dense in that order
+    low: int  # the first byte the array touches, relative to its pointer
+    high: int  # one past the last
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(shape: tuple[int, ...], strides: tuple[int, ...], dtype: np.dtype) -> _Layout:
+    itemsize = dtype.itemsize
+    if any(s % itemsize for s in strides):
+        raise ValueError("arrays with strides that are not whole elements are not supported")
+    low, high = byte_extent(shape, strides, itemsize)
+    order = _order(shape, tuple(s // itemsize for s in strides))
+    return _Layout(shape, strides, dtype, math.prod(shape), order, low, high)
+
+
+def byte_extent(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> tuple[int, int]:
+    """The first and one-past-the-last byte an array touches, relative to its pointer."""
+    reach = [(n - 1) * s for n, s in zip(shape, strides) if n > 1]
+    return sum(r for r in reach if r < 0), sum(r for r in reach if r > 0) + itemsize
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -254,18 +270,20 @@ def _is_dense(dims: Any) -> bool:
     return True
 
 
-def _check_overlaps(x: Any, x_info: _Interface, given: list[tuple[Any, str, _Interface]]) -> None:
+def _check_overlaps(x: Any, x_pointer: int, x_layout: _Layout, outs: tuple, names: tuple, given: list) -> None:
     """Outputs the caller passed may be ``x`` itself, but may not partly overlap it
     (the kernels read and write in parallel), nor each other."""
-    if x_info.size == 0:
-        return
-    x_extent = x_info.extent()
+    x_extent = (x_pointer + x_layout.low, x_pointer + x_layout.high)
     extents = []
-    for out, name, info in given:
-        same = (info.pointer, info.shape, info.strides) == (x_info.pointer, x_info.shape, x_info.strides)
-        if out is not x and not same and _intersect(info.extent(), x_extent):
+    for out, name, view in zip(outs, names, given):
+        if view is None:
+            continue
+        pointer, layout = view
+        extent = (pointer + layout.low, pointer + layout.high)
+        same = pointer == x_pointer and layout.shape == x_layout.shape and layout.strides == x_layout.strides
+        if out is not x and not same and _intersect(extent, x_extent):
             raise ValueError(f"{name} overlaps x without being x; pass out=x or a separate array")
-        extents.append(info.extent())
+        extents.append(extent)
     if len(extents) == 2 and _intersect(*extents):
         raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
 
@@ -274,33 +292,47 @@ def _intersect(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def _launch_views(interfaces: list[_Interface]) -> list[list[Any]]:
-    """The arrays as kernel arguments over the same memory, one list per launch.
+def _launches(views: list[tuple[int, _Layout]]) -> list[tuple[str, list[Any]]]:
+    """The kernel kind and the kernel arguments of each launch, for arrays given as
+    (pointer, layout): ``x`` first, then the outputs."""
+    from ._numba_cuda import RawArray
 
-    All arrays dense in one order: 1-d views. Otherwise the dimensions are merged
-    where every array allows it; one dimension left is a strided 1-d view, more are
-    4-d views, with one launch per index of any dimensions beyond four.
+    aligned = all(pointer % (4 * layout.dtype.itemsize) == 0 for pointer, layout in views)
+    plan = _plan(tuple(layout for _, layout in views), aligned)
+    return [
+        (kind, [RawArray(pointer + offset, shape, strides, layout.dtype)
+                for (pointer, layout), (offset, shape, strides) in zip(views, arrays)])
+        for kind, arrays in plan
+    ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(layouts: tuple[_Layout, ...], aligned: bool) -> tuple[tuple[str, tuple], ...]:
+    """How to launch over arrays of these layouts: per launch, the kernel kind and
+    each array's (byte offset, shape, byte strides).
+
+    All arrays dense in one order: one 1-d launch, of the quads kernel where every
+    pointer is aligned to four elements. Otherwise the dimensions are merged where
+    every array allows it; one dimension left is a strided 1-d launch, more are 4-d
+    launches, one per index of any dimensions beyond four.
     """
     from ._numba_cuda import STRIDED_NDIM
 
-    x = interfaces[0]
-    if x.order is not None and all(i.order == x.order or x.size == 1 for i in interfaces):
-        return [[_raw(i, i.pointer, (x.size,), (1,)) for i in interfaces]]
-    shape, strides = _merge_dims(x.shape, [i.strides for i in interfaces])
+    x = layouts[0]
+    if x.order is not None and all(layout.order == x.order or x.size == 1 for layout in layouts):
+        kind = "quads" if aligned else "flat"
+        return ((kind, tuple((0, (x.size,), (layout.dtype.itemsize,)) for layout in layouts)),)
+    shape, strides = _merge_dims(x.shape, [layout.strides for layout in layouts])
     if len(shape) == 1:
-        return [[_raw(i, i.pointer, shape, s) for i, s in zip(interfaces, strides)]]
+        return (("flat", tuple((0, shape, s) for s in strides)),)
     pad = max(0, STRIDED_NDIM - len(shape))
     shape = (1,) * pad + shape
     strides = [(0,) * pad + s for s in strides]
     lead = len(shape) - STRIDED_NDIM
-    launches = []
-    for index in np.ndindex(*shape[:lead]):
-        views = []
-        for interface, s in zip(interfaces, strides):
-            offset = sum(i * step for i, step in zip(index, s[:lead])) * interface.itemsize
-            views.append(_raw(interface, interface.pointer + offset, shape[lead:], s[lead:]))
-        launches.append(views)
-    return launches
+    return tuple(
+        ("strided", tuple((sum(i * step for i, step in zip(index, s[:lead])), shape[lead:], s[lead:]) for s in strides))
+        for index in np.ndindex(*shape[:lead])
+    )
 
 
 def _merge_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
@@ -318,9 +350,3 @@ def _merge_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple
                 del s[d]
         d -= 1
     return tuple(merged_shape), [tuple(s) for s in merged]
-
-
-def _raw(interface: _Interface, pointer: int, shape: tuple, strides: tuple) -> Any:
-    from ._numba_cuda import RawArray
-
-    return RawArray(pointer, tuple(shape), tuple(st * interface.itemsize for st in strides), interface.dtype)

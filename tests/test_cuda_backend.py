@@ -1,0 +1,167 @@
+"""The whole CUDA backend (checks, layouts, launch plans, kernels) without a GPU.
+
+Under Numba's CUDA simulator "device" memory is host memory, so a NumPy array behind
+``__cuda_array_interface__`` is a device array there: the backend reads its pointer,
+shape and strides as it reads CuPy's, and ``launch_raw`` runs the kernels over that
+memory in the simulator. Outputs are passed in: the backend would allocate them as
+Numba device arrays, which the simulator's are not. On a GPU these tests skip; the
+`gpu` tests cover the same ground with CuPy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import relukernels as rk
+from relukernels._backends import generic
+from strategies import based_arrays, leaks_for
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("a GPU is present: test_gpu.py runs the backend on it", allow_module_level=True)
+
+from relukernels._backends import cuda as cuda_backend  # noqa: E402
+
+DTYPES = [np.dtype(c) for c in ("f2", "f4", "f8", "i1", "i4", "u8")]
+OPS = {
+    "relu": (rk.relu, generic.relu),
+    "relu_dash": (rk.relu_dash, generic.relu_dash),
+}
+
+
+class HostDeviceArray:
+    """A NumPy array seen through ``__cuda_array_interface__`` (version 3)."""
+
+    def __init__(self, array: np.ndarray, read_only: bool = False) -> None:
+        self.array = array
+        self.read_only = read_only
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        strides = None if self.array.flags.c_contiguous else self.array.strides
+        pointer = self.array.__array_interface__["data"][0]
+        return {"shape": self.array.shape, "typestr": self.array.dtype.str, "data": (pointer, self.read_only),
+                "strides": strides, "version": 3}
+
+
+def _expected(formula, x, leak):
+    with np.errstate(all="ignore"):
+        return formula(np, x, leak)
+
+
+def _out_like(expected: np.ndarray, order: str) -> np.ndarray:
+    """An output of ``expected``'s shape and dtype: C, F, reversed or a strided view."""
+    if order == "strided":
+        base = np.empty(tuple(2 * n for n in expected.shape), expected.dtype)
+        return base[(*(slice(None, None, 2) for _ in expected.shape), ...)]  # `...` keeps 0-d an array
+    if order == "reversed":
+        return np.empty(expected.shape, expected.dtype)[(*(slice(None, None, -1) for _ in expected.shape), ...)]
+    return np.empty(expected.shape, expected.dtype, order=order)
+
+
+@settings(max_examples=60)
+@given(based_arrays(dtypes=DTYPES, max_side=5), st.data())
+def test_backend_matches_oracle(case, data):
+    base, layout = case
+    x = layout.view(np, base)
+    leak = data.draw(leaks_for(x.dtype))
+    order = data.draw(st.sampled_from(["C", "F", "strided", "reversed"]))
+    before = x.copy()
+    for name, (function, formula) in OPS.items():
+        expected = _expected(formula, x, leak)
+        out = _out_like(expected, order)
+        result = function(HostDeviceArray(x), leak, out=HostDeviceArray(out))
+        assert result.array is out, name
+        np.testing.assert_array_equal(out, expected, strict=True)
+    expected = [_expected(formula, x, leak) for _, formula in OPS.values()]
+    pair = [_out_like(e, order) for e in expected]
+    rk.relu_and_dash(HostDeviceArray(x), leak, out=tuple(HostDeviceArray(p) for p in pair))
+    for got, want in zip(pair, expected):
+        np.testing.assert_array_equal(got, want, strict=True)
+    np.testing.assert_array_equal(x, before, strict=True)
+
+
+@settings(max_examples=30)
+@given(based_arrays(dtypes=DTYPES, max_side=5), st.data())
+def test_in_place(case, data):
+    base, layout = case
+    x = layout.view(np, base)
+    leak = data.draw(leaks_for(x.dtype))
+    expected = _expected(generic.relu, x, leak)
+    assume(expected.dtype == x.dtype)  # not a fractional leak on integers (float64)
+    dash = _expected(generic.relu_dash, x, leak)
+    original = x.copy()
+    device_x, dy = HostDeviceArray(x), np.empty_like(dash)
+    assert rk.relu(device_x, leak, out=device_x) is device_x
+    np.testing.assert_array_equal(x, expected, strict=True)
+    x[...] = original
+    rk.relu_and_dash(device_x, leak, out=(device_x, HostDeviceArray(dy)))
+    np.testing.assert_array_equal(x, expected, strict=True)
+    np.testing.assert_array_equal(dy, dash, strict=True)
+
+
+@pytest.mark.parametrize("dtype", ["f2", "f4", "f8", "i1"])
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("n", [1, 4, 2053])
+def test_aligned_arrays_take_the_quads_kernel(dtype, offset, n):
+    """Arrays aligned to four elements take the vector kernel, others the flat one;
+    both give the oracle's values, the tail past the last quad included."""
+    memory = np.empty(n + 16, dtype)
+    start = -memory.ctypes.data % (4 * memory.itemsize) // memory.itemsize + offset
+    x = memory[start : start + n]
+    x[:] = np.random.default_rng(n).standard_normal(n) * 10
+    out = np.empty(n + 4 * 16 // memory.itemsize, dtype)[: n]
+    views = [(x.ctypes.data, cuda_backend._layout(x.shape, x.strides, x.dtype)),
+             (out.ctypes.data, cuda_backend._layout(out.shape, out.strides, out.dtype))]
+    [(kind, _)] = cuda_backend._launches(views)
+    assert kind == ("quads" if offset == 0 and out.ctypes.data % (4 * out.itemsize) == 0 else "flat")
+    leak = 0.5 if x.dtype.kind == "f" else 2
+    rk.relu(HostDeviceArray(x), leak, out=HostDeviceArray(out))
+    np.testing.assert_array_equal(out, generic.relu(np, x, leak), strict=True)
+
+
+@pytest.mark.parametrize(
+    "make_out, error, words",
+    [
+        (lambda x: np.empty(x.shape, x.dtype), TypeError, ["out", "numpy.ndarray"]),
+        (lambda x: HostDeviceArray(np.empty(x.shape, np.float64)), TypeError, ["out", "dtype"]),
+        (lambda x: HostDeviceArray(np.empty(x.shape[0] + 1, np.float32)), ValueError, ["out", "shape"]),
+        (lambda x: HostDeviceArray(x[::-1]), ValueError, ["out", "overlaps"]),
+        (lambda x: HostDeviceArray(np.empty_like(x), read_only=True), ValueError, ["out", "read-only"]),
+    ],
+)
+def test_bad_out_writes_nothing(make_out, error, words):
+    x = np.linspace(-2, 2, 16, dtype=np.float32)
+    before = x.copy()
+    with pytest.raises(error) as raised:
+        rk.relu(HostDeviceArray(x), 0.5, out=make_out(x))
+    assert all(word in str(raised.value) for word in words), str(raised.value)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_overlapping_pair_is_refused():
+    x = np.linspace(-2, 2, 16, dtype=np.float32)
+    shared = np.zeros(24, np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        rk.relu_and_dash(HostDeviceArray(x), 0.5, out=(HostDeviceArray(shared[:16]), HostDeviceArray(shared[8:])))
+    assert not shared.any()
+
+
+def test_more_than_four_dimensions_launch_per_leading_index():
+    base = np.random.default_rng(5).standard_normal((2, 3, 2, 3, 2, 6)).astype(np.float32)
+    x = base[..., ::2].transpose(5, 4, 3, 2, 1, 0)
+    out = np.empty(x.shape, np.float32)
+    rk.relu(HostDeviceArray(x), 0.25, out=HostDeviceArray(out))
+    np.testing.assert_array_equal(out, generic.relu(np, x, 0.25), strict=True)
