@@ -4,7 +4,8 @@
 2. The bandwidth table: relukernels on CuPy against a device-to-device copy, CuPy's
    own `where` formula, a CuPy ElementwiseKernel and PyTorch, float32 at 2**10,
    2**20, 2**26 and 2**28 elements; CUDA events, warm-up, medians.
-3. Where the time of a small call goes (host wall-clock per call).
+3. Where the time of a small call goes (host wall-clock per call), and the three
+   kernels (quads, flat, strided) on the same 2**28 elements.
 
 Writes gpu_check.json (and the pytest log) to $OUT when set. Installs nothing.
 """
@@ -66,38 +67,10 @@ def run_tests(timeout: int) -> int:
         return process.wait()
 
 
-def launch_breakdown() -> dict:
-    """Host microseconds per call at 1,024 float32 elements, for each layer of the call."""
+def _host_microseconds(calls: dict) -> dict:
+    """Median host microseconds per call of each callable (15 batches of 200 calls)."""
     import cupy
-    import numpy as np
-    from numba import cuda
 
-    import relukernels as rk
-    from relukernels._backends import _numba_cuda
-    from relukernels._backends.cuda import _CupyArrays, _Interface, _launch_views
-
-    x = cupy.random.default_rng(1).standard_normal(1024, dtype=cupy.float32)
-    y = cupy.empty_like(x)
-    dx, dy = cuda.as_cuda_array(x), cuda.as_cuda_array(y)
-    kernel = _numba_cuda.KERNELS["relu", 1]
-    raw = _launch_views([_Interface(_CupyArrays, x), _Interface(_CupyArrays, y)])[0]
-    from cuda.core import Stream
-
-    core_stream = Stream.from_handle(cupy.cuda.get_current_stream().ptr)
-    elementwise = cupy.ElementwiseKernel("float32 x, float32 a", "float32 y", "y = x <= 0 ? a * x : x", "ew")
-    a = np.float32(0.1)
-    stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
-    calls = {
-        "rk.relu(x, 0.1, out=y)": lambda: rk.relu(x, 0.1, out=y),
-        "rk.relu(x, 0.1)": lambda: rk.relu(x, 0.1),
-        "cupy ElementwiseKernel(out=y)": lambda: elementwise(x, a, y),
-        "cupy.where formula": lambda: cupy.where(x <= 0, a * x, x),
-        "numba kernel launch, arrays ready": lambda: kernel[4, 256, stream](dx, a, dy),
-        "launch_raw, arguments ready": lambda: _numba_cuda.launch_raw("relu", a, raw, core_stream, 0),
-        "numba as_cuda_array(x)": lambda: cuda.as_cuda_array(x, sync=False),
-        "relukernels _Interface(x)": lambda: _Interface(_CupyArrays, x),
-        "cupy.empty_like(x)": lambda: cupy.empty_like(x),
-    }
     result = {}
     for name, call in calls.items():
         for _ in range(200):
@@ -111,7 +84,89 @@ def launch_breakdown() -> dict:
             samples.append((time.perf_counter() - start) / 200 * 1e6)
             cupy.cuda.get_current_stream().synchronize()
         result[name] = sorted(samples)[len(samples) // 2]
-        print(f"  {name:38} {result[name]:8.1f} µs")
+        print(f"  {name:44} {result[name]:8.1f} µs", flush=True)
+    return result
+
+
+def launch_breakdown() -> dict:
+    """Host microseconds per call at 1,024 float32 elements, for each layer of the call."""
+    import cupy
+    import numpy as np
+    from numba import cuda
+
+    import relukernels as rk
+    from relukernels._backends import _numba_cuda, cuda as cuda_backend
+
+    x = cupy.random.default_rng(1).standard_normal(1024, dtype=cupy.float32)
+    y = cupy.empty_like(x)
+    dx, dy = cuda.as_cuda_array(x), cuda.as_cuda_array(y)
+    kernel = _numba_cuda.KERNELS["relu", "quads"]
+    views = [cuda_backend._CupyArrays.view(x)[:2], cuda_backend._CupyArrays.view(y)[:2]]
+    [(kind, raw)] = cuda_backend._launches(views)
+    stream = _numba_cuda.stream_for(0, cupy.cuda.get_current_stream().ptr)
+    elementwise = cupy.ElementwiseKernel("float32 x, float32 a", "float32 y", "y = x <= 0 ? a * x : x", "ew")
+    a = np.float32(0.1)
+    numba_stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+
+    def enter_device() -> None:
+        with x.device:
+            pass
+
+    return _host_microseconds({
+        "rk.relu(x, 0.1, out=y)": lambda: rk.relu(x, 0.1, out=y),
+        "rk.relu(x, 0.1)": lambda: rk.relu(x, 0.1),
+        "cupy ElementwiseKernel(out=y)": lambda: elementwise(x, a, y),
+        "cupy.where formula": lambda: cupy.where(x <= 0, a * x, x),
+        "numba launcher, device arrays ready": lambda: kernel[4, 256, numba_stream](dx, a, dy, dy),
+        f"launch_raw ({kind}), arguments ready": lambda: _numba_cuda.launch_raw("relu", kind, a, raw, stream, 0),
+        "_launches (plan + RawArrays)": lambda: cuda_backend._launches(views),
+        "_CupyArrays.view(x)": lambda: cuda_backend._CupyArrays.view(x),
+        "with x.device": enter_device,
+        "cupy.cuda.get_current_stream().ptr": lambda: cupy.cuda.get_current_stream().ptr,
+        "cupy.empty_like(x)": lambda: cupy.empty_like(x),
+        "numba as_cuda_array(x)": lambda: cuda.as_cuda_array(x, sync=False),
+    })
+
+
+def kernel_kinds() -> dict:
+    """The three kernels on the same 2**28 float32 elements, CUDA events, medians: the
+    quads kernel's vector accesses against the flat kernel's scalar ones."""
+    import cupy
+    import numpy as np
+
+    from relukernels._backends import _numba_cuda, cuda as cuda_backend
+
+    n = 1 << 28
+    x = cupy.random.default_rng(2).standard_normal(n, dtype=cupy.float32)
+    y = cupy.empty_like(x)
+    views = [cuda_backend._CupyArrays.view(x)[:2], cuda_backend._CupyArrays.view(y)[:2]]
+    [(_, flat)] = cuda_backend._launches(views)
+    four_d = [_numba_cuda.RawArray(r.pointer, (1, 1, 1 << 14, 1 << 14), (0, 0, 1 << 16, 4), r.dtype) for r in flat]
+    stream = _numba_cuda.stream_for(0, cupy.cuda.get_current_stream().ptr)
+    a = np.float32(0.1)
+    launches = {
+        "quads": lambda: _numba_cuda.launch_raw("relu", "quads", a, flat, stream, 0),
+        "flat": lambda: _numba_cuda.launch_raw("relu", "flat", a, flat, stream, 0),
+        "strided": lambda: _numba_cuda.launch_raw("relu", "strided", a, four_d, stream, 0),
+        "cupy device copy": lambda: y.__setitem__(Ellipsis, x),
+    }
+    result = {}
+    for name, launch in launches.items():
+        launch()
+        times = []
+        for _ in range(9):
+            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            launch()
+            stop.record()
+            stop.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
+        seconds = sorted(times)[len(times) // 2]
+        result[name] = {"microseconds": seconds * 1e6, "gb_per_s": 2 * 4 * n / seconds / 1e9}
+    copy = result["cupy device copy"]["gb_per_s"]
+    for name, row in result.items():
+        row["vs_copy"] = row["gb_per_s"] / copy
+        print(f"  {name:18} {row['microseconds']:9.1f} µs {row['gb_per_s']:8.1f} GB/s {row['vs_copy']:5.2f} × copy", flush=True)
     return result
 
 
@@ -126,6 +181,7 @@ def main() -> int:
     report["pytest_returncode"] = run_tests(timeout=int(os.environ.get("GPU_TEST_TIMEOUT", "240")))
     steps = (
         ("launch cost breakdown, 1,024 float32", launch_breakdown),
+        ("kernel kinds, 2**28 float32", kernel_kinds),
         ("bandwidth, float32", bandwidth),
         ("apply: a 4 GiB float32 file, GPU and CPU", apply_check),
     )
