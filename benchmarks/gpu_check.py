@@ -101,8 +101,9 @@ def launch_breakdown() -> dict:
     y = cupy.empty_like(x)
     dx, dy = cuda.as_cuda_array(x), cuda.as_cuda_array(y)
     kernel = _numba_cuda.KERNELS["relu", "quads"]
-    views = [cuda_backend._CupyArrays.view(x)[:2], cuda_backend._CupyArrays.view(y)[:2]]
-    [(kind, raw)] = cuda_backend._launches(views)
+    pointers = [x.data.ptr, y.data.ptr]
+    layouts = (cuda_backend._CupyArrays.view(x)[1], cuda_backend._CupyArrays.view(y)[1])
+    [(kind, raw)] = cuda_backend._plan(layouts, cuda_backend._aligned(pointers, layouts))
     stream = _numba_cuda.stream_for(0, cupy.cuda.get_current_stream().ptr)
     elementwise = cupy.ElementwiseKernel("float32 x, float32 a", "float32 y", "y = x <= 0 ? a * x : x", "ew")
     a = np.float32(0.1)
@@ -118,8 +119,8 @@ def launch_breakdown() -> dict:
         "cupy ElementwiseKernel(out=y)": lambda: elementwise(x, a, y),
         "cupy.where formula": lambda: cupy.where(x <= 0, a * x, x),
         "numba launcher, device arrays ready": lambda: kernel[4, 256, numba_stream](dx, a, dy, dy),
-        f"launch_raw ({kind}), arguments ready": lambda: _numba_cuda.launch_raw("relu", kind, a, raw, stream, 0),
-        "_launches (plan + RawArrays)": lambda: cuda_backend._launches(views),
+        f"launch_raw ({kind}), arguments ready": lambda: _numba_cuda.launch_raw("relu", kind, a, pointers, raw, stream, 0),
+        "_plan (cached) and _aligned": lambda: cuda_backend._plan(layouts, cuda_backend._aligned(pointers, layouts)),
         "_CupyArrays.view(x)": lambda: cuda_backend._CupyArrays.view(x),
         "with x.device": enter_device,
         "cupy.cuda.get_current_stream().ptr": lambda: cupy.cuda.get_current_stream().ptr,
@@ -134,20 +135,20 @@ def kernel_kinds() -> dict:
     import cupy
     import numpy as np
 
-    from relukernels._backends import _numba_cuda, cuda as cuda_backend
+    from relukernels._backends import _numba_cuda
 
     n = 1 << 28
     x = cupy.random.default_rng(2).standard_normal(n, dtype=cupy.float32)
     y = cupy.empty_like(x)
-    views = [cuda_backend._CupyArrays.view(x)[:2], cuda_backend._CupyArrays.view(y)[:2]]
-    [(_, flat)] = cuda_backend._launches(views)
-    four_d = [_numba_cuda.RawArray(r.pointer, (1, 1, 1 << 14, 1 << 14), (0, 0, 1 << 16, 4), r.dtype) for r in flat]
+    pointers = [x.data.ptr, y.data.ptr]
+    flat = (_numba_cuda.RawArray(0, (n,), (4,), x.dtype),) * 2
+    four_d = (_numba_cuda.RawArray(0, (1, 1, 1 << 14, 1 << 14), (0, 0, 1 << 16, 4), x.dtype),) * 2
     stream = _numba_cuda.stream_for(0, cupy.cuda.get_current_stream().ptr)
     a = np.float32(0.1)
     launches = {
-        "quads": lambda: _numba_cuda.launch_raw("relu", "quads", a, flat, stream, 0),
-        "flat": lambda: _numba_cuda.launch_raw("relu", "flat", a, flat, stream, 0),
-        "strided": lambda: _numba_cuda.launch_raw("relu", "strided", a, four_d, stream, 0),
+        "quads": lambda: _numba_cuda.launch_raw("relu", "quads", a, pointers, flat, stream, 0),
+        "flat": lambda: _numba_cuda.launch_raw("relu", "flat", a, pointers, flat, stream, 0),
+        "strided": lambda: _numba_cuda.launch_raw("relu", "strided", a, pointers, four_d, stream, 0),
         "cupy device copy": lambda: y.__setitem__(Ellipsis, x),
     }
     result = {}

@@ -123,9 +123,9 @@ def test_aligned_arrays_take_the_quads_kernel(dtype, offset, n):
     x = memory[start : start + n]
     x[:] = np.random.default_rng(n).standard_normal(n) * 10
     out = np.empty(n + 4 * 16 // memory.itemsize, dtype)[: n]
-    views = [(x.ctypes.data, cuda_backend._layout(x.shape, x.strides, x.dtype)),
-             (out.ctypes.data, cuda_backend._layout(out.shape, out.strides, out.dtype))]
-    [(kind, _)] = cuda_backend._launches(views)
+    pointers = [x.ctypes.data, out.ctypes.data]
+    layouts = (cuda_backend._layout(x.shape, x.strides, x.dtype), cuda_backend._layout(out.shape, out.strides, out.dtype))
+    [(kind, _)] = cuda_backend._plan(layouts, cuda_backend._aligned(pointers, layouts))
     assert kind == ("quads" if offset == 0 and out.ctypes.data % (4 * out.itemsize) == 0 else "flat")
     leak = 0.5 if x.dtype.kind == "f" else 2
     rk.relu(HostDeviceArray(x), leak, out=HostDeviceArray(out))

@@ -174,9 +174,10 @@ def launch(op: str, kind: str, x: Any, a: Any, outs: tuple[Any, ...], stream: An
 
 
 class RawArray(NamedTuple):
-    """Device memory seen as an array: what a kernel argument needs, nothing more."""
+    """Device memory seen as an array, ``offset`` bytes from a pointer given at launch:
+    what a kernel argument needs, nothing more."""
 
-    pointer: int
+    offset: int
     shape: tuple[int, ...]
     strides: tuple[int, ...]  # in bytes
     dtype: np.dtype
@@ -223,8 +224,10 @@ def stream_for(device_id: int, handle: int) -> Any:
     return stream
 
 
-def launch_raw(op: str, kind: str, a: Any, arrays: list[RawArray], stream: Any, device_id: int) -> None:
-    """Run ``op``'s ``kind`` kernel over ``arrays[0]`` into ``arrays[1:]``.
+def launch_raw(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[RawArray, ...], stream: Any,
+               device_id: int) -> None:
+    """Run ``op``'s ``kind`` kernel over ``arrays[0]`` into ``arrays[1:]``, array ``i``
+    at ``pointers[i]`` plus its offset.
 
     The arrays are as ``launch`` takes them; ``a`` is the leak, cast to the output
     dtype; ``stream`` comes from ``stream_for``; ``device_id`` is Numba's current
@@ -237,16 +240,16 @@ def launch_raw(op: str, kind: str, a: Any, arrays: list[RawArray], stream: Any, 
     if SIMULATOR:
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
-        views = [FakeCUDAArray(_host_view(array)) for array in arrays]
+        views = [FakeCUDAArray(_host_view(pointer, array)) for pointer, array in zip(pointers, arrays)]
         launch(op, kind, views[0], a, tuple(views[1:]))
         return
     from cuda.core import LaunchConfig, launch as core_launch
 
     kernel = _compiled_kernel(op, kind, x.dtype, arrays[1].dtype, device_id)
-    arguments = _array_arguments(x)
+    arguments = _array_arguments(pointers[0], x)
     arguments.append(_SCALARS[arrays[1].dtype](a))
-    arguments += _array_arguments(arrays[1])
-    arguments += _array_arguments(arrays[-1])
+    arguments += _array_arguments(pointers[1], arrays[1])
+    arguments += _array_arguments(pointers[-1], arrays[-1])
     _ensure_context(device_id)
     blocks = _blocks(kind, size, device_id)
     config = _configs.get(blocks)
@@ -255,12 +258,12 @@ def launch_raw(op: str, kind: str, a: Any, arrays: list[RawArray], stream: Any, 
     core_launch(stream, config, kernel, *arguments)
 
 
-def _host_view(array: RawArray) -> np.ndarray:
+def _host_view(pointer: int, array: RawArray) -> np.ndarray:
     """The simulator's "device" memory is host memory: a NumPy view of it."""
     from .cuda import byte_extent
 
     low, high = byte_extent(array.shape, array.strides, array.dtype.itemsize)
-    buffer = (ctypes.c_char * (high - low)).from_address(array.pointer + low)
+    buffer = (ctypes.c_char * (high - low)).from_address(pointer + array.offset + low)
     return np.ndarray(array.shape, array.dtype, buffer, offset=-low, strides=array.strides)
 
 
@@ -280,6 +283,6 @@ def _ensure_context(device_id: int) -> None:
         Device(device_id).set_current()
 
 
-def _array_arguments(array: RawArray) -> list[Any]:
+def _array_arguments(pointer: int, array: RawArray) -> list[Any]:
     """Numba's array ABI: meminfo, parent, size, itemsize, data, shape..., strides..."""
-    return [0, 0, math.prod(array.shape), array.dtype.itemsize, array.pointer, *array.shape, *array.strides]
+    return [0, 0, math.prod(array.shape), array.dtype.itemsize, pointer + array.offset, *array.shape, *array.strides]

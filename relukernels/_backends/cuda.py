@@ -181,19 +181,34 @@ class CudaBackend:
         results = [adapter.allocate(x, dtype, x_layout.order) if out is None else out for out in outs]
         if x_layout.size == 0:
             return results
-        from . import _numba_cuda
-
+        kernels = _kernels()
         with adapter.device(x):
             device_id = adapter.device_id(x)
             if device_id is None:
-                device_id = _numba_cuda.current_device_id()
-            views = [(x_pointer, x_layout)]
-            views += [view or adapter.view(result)[:2] for view, result in zip(given, results)]
-            stream = _numba_cuda.stream_for(device_id, adapter.stream(x))
+                device_id = kernels.current_device_id()
+            pointers, layouts = [x_pointer], [x_layout]
+            for view, result in zip(given, results):
+                pointer, layout = view or adapter.view(result)[:2]
+                pointers.append(pointer)
+                layouts.append(layout)
+            stream = kernels.stream_for(device_id, adapter.stream(x))
             leak_scalar = dtype.type(a)
-            for kind, arrays in _launches(views):
-                _numba_cuda.launch_raw(op, kind, leak_scalar, arrays, stream, device_id)
+            for kind, arrays in _plan(tuple(layouts), _aligned(pointers, layouts)):
+                kernels.launch_raw(op, kind, leak_scalar, pointers, arrays, stream, device_id)
         return results
+
+
+_numba_cuda: Any = None
+
+
+def _kernels() -> Any:
+    """The kernels' module, imported with the first GPU array (it imports numba.cuda)."""
+    global _numba_cuda
+    if _numba_cuda is None:
+        from . import _numba_cuda as module
+
+        _numba_cuda = module
+    return _numba_cuda
 
 
 def _checked_out(adapter: Any, out: Any, name: str, x: Any, x_layout: "_Layout", dtype: np.dtype) -> tuple[int, "_Layout"]:
@@ -292,45 +307,37 @@ def _intersect(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def _launches(views: list[tuple[int, _Layout]]) -> list[tuple[str, list[Any]]]:
-    """The kernel kind and the kernel arguments of each launch, for arrays given as
-    (pointer, layout): ``x`` first, then the outputs."""
-    from ._numba_cuda import RawArray
-
-    aligned = all(pointer % (4 * layout.dtype.itemsize) == 0 for pointer, layout in views)
-    plan = _plan(tuple(layout for _, layout in views), aligned)
-    return [
-        (kind, [RawArray(pointer + offset, shape, strides, layout.dtype)
-                for (pointer, layout), (offset, shape, strides) in zip(views, arrays)])
-        for kind, arrays in plan
-    ]
+def _aligned(pointers: list[int], layouts: list[_Layout]) -> bool:
+    """Whether every array's data start on a multiple of four elements (the quads kernel)."""
+    return all(pointer % (4 * layout.dtype.itemsize) == 0 for pointer, layout in zip(pointers, layouts))
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(layouts: tuple[_Layout, ...], aligned: bool) -> tuple[tuple[str, tuple], ...]:
-    """How to launch over arrays of these layouts: per launch, the kernel kind and
-    each array's (byte offset, shape, byte strides).
+def _plan(layouts: tuple[_Layout, ...], aligned: bool) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """How to launch over arrays of these layouts (``x`` first, then the outputs): per
+    launch, the kernel kind and each array as a ``RawArray`` (offset from its pointer).
 
     All arrays dense in one order: one 1-d launch, of the quads kernel where every
     pointer is aligned to four elements. Otherwise the dimensions are merged where
     every array allows it; one dimension left is a strided 1-d launch, more are 4-d
     launches, one per index of any dimensions beyond four.
     """
-    from ._numba_cuda import STRIDED_NDIM
+    from ._numba_cuda import STRIDED_NDIM, RawArray
 
     x = layouts[0]
     if x.order is not None and all(layout.order == x.order or x.size == 1 for layout in layouts):
         kind = "quads" if aligned else "flat"
-        return ((kind, tuple((0, (x.size,), (layout.dtype.itemsize,)) for layout in layouts)),)
+        return ((kind, tuple(RawArray(0, (x.size,), (layout.dtype.itemsize,), layout.dtype) for layout in layouts)),)
     shape, strides = _merge_dims(x.shape, [layout.strides for layout in layouts])
     if len(shape) == 1:
-        return (("flat", tuple((0, shape, s) for s in strides)),)
+        return (("flat", tuple(RawArray(0, shape, s, layout.dtype) for s, layout in zip(strides, layouts))),)
     pad = max(0, STRIDED_NDIM - len(shape))
     shape = (1,) * pad + shape
     strides = [(0,) * pad + s for s in strides]
     lead = len(shape) - STRIDED_NDIM
     return tuple(
-        ("strided", tuple((sum(i * step for i, step in zip(index, s[:lead])), shape[lead:], s[lead:]) for s in strides))
+        ("strided", tuple(RawArray(sum(i * step for i, step in zip(index, s[:lead])), shape[lead:], s[lead:], layout.dtype)
+                          for s, layout in zip(strides, layouts)))
         for index in np.ndindex(*shape[:lead])
     )
 
