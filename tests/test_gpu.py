@@ -169,3 +169,15 @@ def test_torch_cuda_autograd():
     x = torch.tensor([-1.5, 0.0, 2.0], device="cuda", requires_grad=True)
     rk.relu(x, 0.1).sum().backward()
     assert torch.equal(x.grad.cpu(), torch.tensor([0.1, 0.1, 1.0]))
+
+
+def test_torch_cuda_out_checks_match_the_cpu():
+    torch = pytest.importorskip("torch")
+    x = torch.nn.Parameter(torch.tensor([-2.0, 3.0], device="cuda"))
+    out = torch.empty(2, device="cuda")
+    with torch.no_grad():
+        assert rk.relu(x, 0.5, out=out) is out
+    assert torch.equal(out.cpu(), torch.tensor([-1.0, 3.0]))
+    tracked = torch.zeros(2, device="cuda", requires_grad=True)
+    with pytest.raises(TypeError, match="out requires grad"):
+        rk.relu(x.detach(), 0.5, out=tracked)

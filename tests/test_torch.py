@@ -101,3 +101,25 @@ def test_out_with_autograd_is_refused():
     with torch.no_grad():
         out = torch.empty(2)
         assert rk.relu(x, out=out) is out
+
+
+@pytest.mark.parametrize(
+    "dtype, leak",
+    [(torch.float32, 0.5), (torch.bfloat16, 0.5), (torch.int32, 0.5)],
+    ids=["kernels", "formula-bfloat16", "formula-int-promoted"],
+)
+def test_out_that_requires_grad_is_refused_on_every_path(dtype, leak):
+    x = torch.tensor([-2, 3], dtype=dtype)
+    result_dtype = rk.relu(x, leak).dtype
+    out = torch.zeros(2, dtype=result_dtype, requires_grad=True)
+    with pytest.raises(TypeError, match="out requires grad"):
+        rk.relu(x, leak, out=out)
+    assert not out.detach().any()
+
+
+def test_parameter_x_takes_a_plain_tensor_out_under_no_grad():
+    x = torch.nn.Parameter(torch.tensor([-2.0, 3.0]))
+    out = torch.empty(2)
+    with torch.no_grad():
+        assert rk.relu(x, 0.5, out=out) is out
+    assert torch.equal(out, torch.tensor([-1.0, 3.0]))

@@ -40,6 +40,10 @@ class _CupyArrays:
         return x.dtype
 
     @staticmethod
+    def array_type(x: Any) -> type:
+        return type(x)
+
+    @staticmethod
     def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
         import cupy
 
@@ -72,6 +76,12 @@ class _TorchArrays:
     @staticmethod
     def dtype(x: Any) -> np.dtype | None:
         return numpy_dtype(x.dtype)
+
+    @staticmethod
+    def array_type(x: Any) -> type:
+        import torch
+
+        return torch.Tensor  # nn.Parameter and other subclasses take plain tensors as out
 
     @staticmethod
     def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
@@ -109,6 +119,10 @@ class _InterfaceArrays:
     @staticmethod
     def dtype(x: Any) -> np.dtype:
         return np.dtype(x.__cuda_array_interface__["typestr"])
+
+    @staticmethod
+    def array_type(x: Any) -> type:
+        return type(x)
 
     @staticmethod
     def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
@@ -216,7 +230,7 @@ def _checked_out(adapter: Any, out: Any, name: str, x: Any, x_layout: "_Layout",
     _validate.out_array(
         out,
         name=name,
-        expected_type=type(x),
+        expected_type=adapter.array_type(x),
         shape=x_layout.shape,
         dtype=dtype,
         device=adapter.device_id(x),

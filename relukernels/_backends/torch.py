@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import numpy as np
 
 from .. import _validate
 from . import generic
@@ -60,15 +59,12 @@ class TorchBackend:
         kernels_apply = x_dtype is not None and _validate.numpy_result(x_dtype, leak)[1] == x_dtype
         if not kernels_apply:
             return _formula(op, x, leak, outs, names)
+        for out, name in zip(outs, names):
+            if out is not None:
+                _check_out(out, x, x.dtype, name)
         if x.is_cuda:
             return _CUDA.run(op, x, leak, outs, names)
-        results = []
-        for out, name in zip(outs, names):
-            if out is None:
-                out = torch.empty_like(x)
-            else:
-                _check_out(out, x, x_dtype, name)
-            results.append(out)
+        results = [torch.empty_like(x) if out is None else out for out in outs]
         _NUMPY.run(op, x.detach().numpy(), leak, tuple(r.detach().numpy() for r in results), names)
         return results
 
@@ -87,7 +83,9 @@ def _refuse_out(out: Any) -> None:
         )
 
 
-def _check_out(out: Any, x: Any, dtype: np.dtype, name: str) -> None:
+def _check_out(out: Any, x: Any, dtype: Any, name: str) -> None:
+    """Check a caller's ``out`` for a result of torch ``dtype``: the contract's checks,
+    and no autograd history to break."""
     import torch
 
     _validate.out_array(
@@ -97,8 +95,7 @@ def _check_out(out: Any, x: Any, dtype: np.dtype, name: str) -> None:
         shape=tuple(x.shape),
         dtype=dtype,
         device=x.device,
-        device_of=lambda tensor: tensor.device,
-        dtype_of=lambda tensor: numpy_dtype(tensor.dtype),
+        device_of=_device,
     )
     if out.requires_grad and torch.is_grad_enabled():
         raise TypeError(f"{name} requires grad; autograd cannot follow a write into it")
@@ -107,16 +104,16 @@ def _check_out(out: Any, x: Any, dtype: np.dtype, name: str) -> None:
 def _formula(op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
     """The contract's formula in PyTorch's operations, written into ``outs`` if given."""
     import array_api_compat.torch as xp
-    import torch
 
     results = [formula(xp, x, leak) for formula in generic.FORMULAS[op]]
     for result, out, name in zip(results, outs, names):
         if out is not None:
-            _validate.out_array(
-                out, name=name, expected_type=torch.Tensor, shape=tuple(x.shape), dtype=result.dtype,
-                device=x.device, device_of=lambda tensor: tensor.device,
-            )
+            _check_out(out, x, result.dtype, name)
     return [result if out is None else out.copy_(result) for result, out in zip(results, outs)]
+
+
+def _device(tensor: Any) -> Any:
+    return tensor.device
 
 
 _BACKEND = TorchBackend()
