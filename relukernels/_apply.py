@@ -72,7 +72,7 @@ def apply_file(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     overwrite: bool = False,
     in_place: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Apply ``op`` to the array in ``src`` and save the result as ``.npy`` in ``dst``.
 
@@ -92,7 +92,7 @@ def apply_file(
     overwrite, in_place : bool
         Allow replacing an existing output, or writing over the input.
     progress : callable, optional
-        Called with the number of elements done after each batch.
+        Called with the number of elements done and the total after each batch.
 
     Returns
     -------
@@ -116,7 +116,8 @@ def apply_file(
         for target in targets:  # one by one, so that a failure removes those made before it
             temporaries.append(_start_output(target, source, out_dtype))
         run = _run_gpu if use_gpu else _run_cpu
-        run(source, temporaries, op, a, batch, progress or (lambda done: None))
+        report_done = (lambda done: progress(done, source.size)) if progress else (lambda done: None)
+        run(source, temporaries, op, a, batch, report_done)
         for temporary, target in zip(temporaries, targets):
             with open(temporary.path, "rb+") as handle:
                 os.fsync(handle.fileno())

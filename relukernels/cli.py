@@ -162,8 +162,7 @@ def apply(args: argparse.Namespace) -> int:
         print(f"relukernels apply: error: --op {args.op} takes {2 if args.op == 'both' else 1} output path(s)",
               file=sys.stderr)
         return 2
-    total = _npy_size(args.input)
-    bar = _ApplyProgress(total, quiet=args.quiet)
+    bar = _ApplyProgress(quiet=args.quiet)
     try:
         report = apply_file(
             args.input,
@@ -195,24 +194,18 @@ def apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def _npy_size(path: str) -> int | None:
-    try:
-        return int(np.prod(np.load(path, mmap_mode="r").shape))
-    except Exception:  # apply_file reports what is wrong with the file
-        return None
-
-
 class _ApplyProgress:
     """A progress bar with throughput on a terminal (tqdm), nothing otherwise."""
 
-    def __init__(self, total: int | None, quiet: bool) -> None:
+    def __init__(self, quiet: bool) -> None:
+        self.shown = not quiet and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
         self.bar = None
-        if not quiet and total and sys.stderr.isatty() and importlib.util.find_spec("tqdm"):
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.shown and self.bar is None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="el", unit_scale=True, desc="apply", file=sys.stderr)
-
-    def __call__(self, done: int) -> None:
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
 

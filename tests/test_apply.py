@@ -207,3 +207,12 @@ def test_python_entry_point_errors(tmp_path):
     np.save(tmp_path / "x.npy", np.ones(3))
     with pytest.raises(ApplyError, match="--op must be one of"):
         apply_file(tmp_path / "x.npy", tmp_path / "y.npy", op="sigmoid")
+
+
+def test_progress_reports_elements_done_and_the_total(tmp_path):
+    source = tmp_path / "x.npy"
+    np.save(source, np.arange(-500, 500, dtype=np.float32))
+    calls = []
+    apply_file(source, tmp_path / "y.npy", leak=0.1, device="cpu", batch_bytes=256 * 4,
+               progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(256, 1000), (512, 1000), (768, 1000), (1000, 1000)]
