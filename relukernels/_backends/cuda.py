@@ -29,7 +29,7 @@ def _library(kind: type) -> str:
 
 
 class _CupyArrays:
-    """CuPy: attributes for the layout, ``empty_like`` under the array's device."""
+    """CuPy: attributes for the layout, ``empty_like``, the array's device and the current stream."""
 
     @staticmethod
     def view(x: Any) -> tuple[int, "_Layout", bool]:
@@ -47,8 +47,7 @@ class _CupyArrays:
     def allocate(x: Any, dtype: np.dtype, order: str | None) -> Any:
         import cupy
 
-        with x.device:
-            return cupy.empty_like(x, dtype=dtype)
+        return cupy.empty_like(x, dtype=dtype)
 
     @staticmethod
     def device_id(x: Any) -> int:
@@ -192,11 +191,11 @@ class CudaBackend:
         given = [None if out is None else _checked_out(adapter, out, name, x, x_layout, dtype) for out, name in zip(outs, names)]
         if x_layout.size and any(given):
             _check_overlaps(x, x_pointer, x_layout, outs, names, given)
-        results = [adapter.allocate(x, dtype, x_layout.order) if out is None else out for out in outs]
-        if x_layout.size == 0:
-            return results
-        kernels = _kernels()
-        with adapter.device(x):
+        with adapter.device(x):  # outputs are allocated and kernels launched on x's device
+            results = [adapter.allocate(x, dtype, x_layout.order) if out is None else out for out in outs]
+            if x_layout.size == 0:
+                return results
+            kernels = _kernels()
             device_id = adapter.device_id(x)
             if device_id is None:
                 device_id = kernels.current_device_id()
