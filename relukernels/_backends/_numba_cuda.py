@@ -12,7 +12,8 @@ Three kernels for each operation, by the layout of the arrays they take:
   per step, the flat index unravelled in the kernel.
 
 On an H100 (2026-11-26) one scalar element per thread reached 60% of the copy
-bandwidth and four in flight 80%. Every kernel is a grid-stride loop with 64-bit
+bandwidth and four in flight 80%; PyTorch's vector accesses reach 98%. The quads
+kernel has not been timed on a GPU yet (benchmarks/gpu_check.py does). Every kernel is a grid-stride loop with 64-bit
 indices and takes ``(x, a, y, dy)``: the one-output operations get their output
 twice and write it once. Loads come before stores because the output may be the
 input itself, so the compiler may not move them past the stores.
