@@ -11,6 +11,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 def leak(value: Any) -> int | float:
     """Return ``value`` as a finite Python ``int`` or ``float``.
@@ -138,8 +140,6 @@ def numpy_result(dtype: Any, leak: int | float) -> tuple[int | float, Any]:
     """The leak to compute with and the result dtype, for an array of NumPy ``dtype``:
     the input's dtype, or float64 for an integer dtype with a fractional leak (NumPy's
     promotion, as in the seed). Raises as ``dtype_rule`` does."""
-    import numpy as np
-
     a, keeps_dtype = dtype_rule(np, dtype).resolve(leak)
     return a, (dtype if keeps_dtype else np.dtype(np.float64))
 
