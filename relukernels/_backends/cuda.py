@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _validate
+from . import RunBackend
 
 _KERNEL_DTYPES = frozenset(np.dtype(c) for c in "f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
 
@@ -161,7 +162,7 @@ def numpy_dtype(torch_dtype: Any) -> np.dtype | None:
         return None
 
 
-class CudaBackend:
+class CudaBackend(RunBackend):
     """CuPy arrays and other ``__cuda_array_interface__`` objects; the torch backend
     hands over its CUDA tensors (torch tensors may live on either side)."""
 
@@ -169,17 +170,6 @@ class CudaBackend:
 
     def accepts(self, x: Any) -> bool:
         return _library(type(x)) != "torch" and hasattr(x, "__cuda_array_interface__")
-
-    def relu(self, x: Any, leak: int | float, out: Any) -> Any:
-        return self.run("relu", x, leak, (out,), ("out",))[0]
-
-    def relu_dash(self, x: Any, leak: int | float, out: Any) -> Any:
-        return self.run("relu_dash", x, leak, (out,), ("out",))[0]
-
-    def relu_and_dash(self, x: Any, leak: int | float, out: Any) -> tuple[Any, Any]:
-        pair = _validate.out_pair(out) or (None, None)
-        y, dy = self.run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
-        return y, dy
 
     def run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array, named ``names``)."""

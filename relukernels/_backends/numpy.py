@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _validate
-from . import generic
+from . import RunBackend, generic
 
 _STRATEGIES = {np.dtype(c): "numba" for c in "f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split()}
 _STRATEGIES[np.dtype(np.float16)] = "float16 tables"
@@ -52,24 +52,13 @@ def _thread_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-class NumpyBackend:
+class NumpyBackend(RunBackend):
     """``numpy.ndarray`` inputs; array-likes are converted to them by the dispatcher."""
 
     name = "numpy"
 
     def accepts(self, x: Any) -> bool:
         return isinstance(x, np.ndarray)
-
-    def relu(self, x: np.ndarray, leak: int | float, out: Any) -> np.ndarray:
-        return self.run("relu", x, leak, (out,), ("out",))[0]
-
-    def relu_dash(self, x: np.ndarray, leak: int | float, out: Any) -> np.ndarray:
-        return self.run("relu_dash", x, leak, (out,), ("out",))[0]
-
-    def relu_and_dash(self, x: np.ndarray, leak: int | float, out: Any) -> tuple[np.ndarray, np.ndarray]:
-        pair = _validate.out_pair(out) or (None, None)
-        y, dy = self.run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
-        return y, dy
 
     def run(self, op: str, x: np.ndarray, leak: int | float, outs: tuple, names: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array, named ``names``)."""

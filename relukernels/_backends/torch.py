@@ -14,7 +14,7 @@ from typing import Any
 
 
 from .. import _validate
-from . import generic
+from . import RunBackend, generic
 from .cuda import CudaBackend, numpy_dtype
 from .numpy import NumpyBackend
 
@@ -22,7 +22,7 @@ _NUMPY = NumpyBackend()
 _CUDA = CudaBackend()
 
 
-class TorchBackend:
+class TorchBackend(RunBackend):
     """``torch.Tensor`` (and subclasses such as ``nn.Parameter``), CPU or CUDA."""
 
     name = "torch"
@@ -35,21 +35,19 @@ class TorchBackend:
         if _tracks_grad(x):
             _refuse_out(out)
             return _relu_function().apply(x, leak)
-        return self.run("relu", x, leak, (out,), ("out",))[0]
+        return super().relu(x, leak, out)
 
     def relu_dash(self, x: Any, leak: int | float, out: Any) -> Any:
         if _tracks_grad(x):
             _refuse_out(out)
             x = x.detach()  # the derivative of a step is zero almost everywhere: no graph
-        return self.run("relu_dash", x, leak, (out,), ("out",))[0]
+        return super().relu_dash(x, leak, out)
 
     def relu_and_dash(self, x: Any, leak: int | float, out: Any) -> tuple[Any, Any]:
         if _tracks_grad(x):
             _refuse_out(out)
             return _relu_function().apply(x, leak), self.relu_dash(x, leak, None)
-        pair = _validate.out_pair(out) or (None, None)
-        y, dy = self.run("relu_and_dash", x, leak, pair, ("out[0]", "out[1]"))
-        return y, dy
+        return super().relu_and_dash(x, leak, out)
 
     def run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
         """``op`` without autograd: the CUDA or NumPy kernels, else PyTorch's operations."""
