@@ -130,11 +130,13 @@ def launch_breakdown() -> dict:
 
 
 def kernel_kinds() -> dict:
-    """The three kernels on the same 2**28 float32 elements, CUDA events, medians: the
-    quads kernel's vector accesses against the flat kernel's scalar ones."""
+    """The three kernels on the same 2**28 float32 elements, timed by the bench harness
+    (CUDA events, interleaved rounds, medians) beside a device-to-device copy: the quads
+    kernel's vector accesses against the flat kernel's scalar ones."""
     import cupy
     import numpy as np
 
+    from relukernels import _bench
     from relukernels._backends import _numba_cuda
 
     n = 1 << 28
@@ -145,29 +147,20 @@ def kernel_kinds() -> dict:
     four_d = (_numba_cuda.RawArray(0, (1, 1, 1 << 14, 1 << 14), (0, 0, 1 << 16, 4), x.dtype),) * 2
     stream = _numba_cuda.stream_for(0, cupy.cuda.get_current_stream().ptr)
     a = np.float32(0.1)
-    launches = {
-        "quads": lambda: _numba_cuda.launch_raw("relu", "quads", a, pointers, flat, stream, 0),
-        "flat": lambda: _numba_cuda.launch_raw("relu", "flat", a, pointers, flat, stream, 0),
-        "strided": lambda: _numba_cuda.launch_raw("relu", "strided", a, pointers, four_d, stream, 0),
-        "cupy device copy": lambda: y.__setitem__(Ellipsis, x),
-    }
-    result = {}
-    for name, launch in launches.items():
-        launch()
-        times = []
-        for _ in range(9):
-            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
-            launch()
-            stop.record()
-            stop.synchronize()
-            times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
-        seconds = sorted(times)[len(times) // 2]
-        result[name] = {"microseconds": seconds * 1e6, "gb_per_s": 2 * 4 * n / seconds / 1e9}
-    copy = result["cupy device copy"]["gb_per_s"]
-    for name, row in result.items():
-        row["vs_copy"] = row["gb_per_s"] / copy
-        print(f"  {name:18} {row['microseconds']:9.1f} µs {row['gb_per_s']:8.1f} GB/s {row['vs_copy']:5.2f} × copy", flush=True)
+
+    def kernel(kind: str, arrays: tuple) -> _bench.Case:
+        launch = lambda: _numba_cuda.launch_raw("relu", kind, a, pointers, arrays, stream, 0)  # noqa: E731
+        return _bench.Case(f"{kind} kernel", launch, 2 * x.nbytes, "cuda")
+
+    cases = [
+        _bench.Case(_bench.COPY["cuda"], lambda: y.data.copy_from_device_async(x.data, x.nbytes), 2 * x.nbytes, "cuda"),
+        kernel("quads", flat),
+        kernel("flat", flat),
+        kernel("strided", four_d),
+    ]
+    _bench.measure(cases, rounds=7)
+    result = {"dtype": "float32", "rows": _bench._rows(cases, n)}
+    print(_bench.format_table(result), flush=True)
     return result
 
 
