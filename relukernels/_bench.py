@@ -180,7 +180,7 @@ def run(sizes: list[int], dtype: str, groups: list[str], rounds: int, show_progr
     dtype_ = np.dtype(dtype)
     rows = []
     suites = [make for group, make in (("numpy", cpu_cases), ("cupy", gpu_cases)) if group in groups]
-    bar = _progress_bar(len(sizes) * rounds * len(suites), show_progress)
+    bar = progress_bar(len(sizes) * rounds * len(suites), show_progress, desc="measuring", unit="round", leave=False)
     for n in sizes:
         for make_cases in suites:
             cases = make_cases(n, dtype_, groups)
@@ -227,6 +227,8 @@ def _rows(cases: list[Case], n: int) -> list[dict]:
 
 
 class _NoBar:
+    n = 0
+
     def update(self, n: int = 1) -> None:
         pass
 
@@ -234,14 +236,17 @@ class _NoBar:
         pass
 
 
-def _progress_bar(total: int, show: bool) -> Any:
+def progress_bar(total: int, show: bool, **options: Any) -> Any:
+    """A tqdm bar (with tqdm's ``options``) when ``show`` and stderr is a terminal and
+    tqdm is installed; otherwise one that draws nothing. Both have ``n``, ``update``
+    and ``close``."""
     if not show or not sys.stderr.isatty():
         return _NoBar()
     try:
         from tqdm import tqdm
     except ImportError:
         return _NoBar()
-    return tqdm(total=total, desc="measuring", unit="round", leave=False)
+    return tqdm(total=total, **options)
 
 
 def format_table(result: dict) -> str:

@@ -195,19 +195,19 @@ def apply(args: argparse.Namespace) -> int:
 
 
 class _ApplyProgress:
-    """A progress bar with throughput on a terminal (tqdm), nothing otherwise."""
+    """apply's progress bar (see ``_bench.progress_bar``), made at the first report,
+    when the total is known."""
 
     def __init__(self, quiet: bool) -> None:
-        self.shown = not quiet and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
-        self.bar = None
+        self.quiet = quiet
+        self.bar: Any = None
 
     def __call__(self, done: int, total: int) -> None:
-        if self.shown and self.bar is None:
-            from tqdm import tqdm
+        from relukernels._bench import progress_bar
 
-            self.bar = tqdm(total=total, unit="el", unit_scale=True, desc="apply", file=sys.stderr)
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
+        if self.bar is None:
+            self.bar = progress_bar(total, not self.quiet, desc="apply", unit="el", unit_scale=True)
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
