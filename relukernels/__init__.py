@@ -9,5 +9,14 @@ from ._api import leaky_relu, relu, relu_and_dash, relu_dash
 from ._apply import apply_file
 
 
-__all__ = ["relu", "relu_dash", "relu_and_dash", "leaky_relu", "apply_file", "__version__"]
+def __getattr__(name: str):
+    """``relukernels.ufuncs`` on first use: importing it imports Numba."""
+    if name == "ufuncs":
+        import importlib
+
+        return importlib.import_module(".ufuncs", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["relu", "relu_dash", "relu_and_dash", "leaky_relu", "apply_file", "ufuncs", "__version__"]
 __version__ = "0.1.0"

@@ -6,18 +6,22 @@ from typing import Any
 
 from . import _validate
 from ._dispatch import backend_for
+from ._ops import RELU, RELU_AND_DASH, RELU_DASH
 
 
-def relu(x: Any, leak: float = 0.0, *, out: Any = None) -> Any:
+def relu(x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
     """ReLU, or leaky ReLU with slope ``leak`` for ``x <= 0``: the seed's ``relu(x, leak)``.
 
     Parameters
     ----------
     x : array or array-like
-        NumPy, CuPy, PyTorch, JAX, Dask or any array-API array; lists and scalars
-        become NumPy arrays. Real floating or integer dtype.
-    leak : real number, default 0.0
-        Slope for ``x <= 0``; finite. Cast to ``x``'s floating dtype.
+        NumPy, CuPy, PyTorch, JAX, Dask or any array-API array, or a container that
+        speaks NumPy's ufunc protocol (pandas, xarray, masked arrays); lists and
+        scalars become NumPy arrays. Real floating or integer dtype.
+    leak : real number or array, default 0.0
+        Slope for ``x <= 0``; finite. Cast to ``x``'s floating dtype. An array of
+        ``x``'s library that broadcasts to ``x``'s shape is a slope per element, as in
+        PReLU (a ``(C, 1, 1)`` leak against ``(N, C, H, W)``).
     out : array, optional
         Where to write the result: same shape, dtype, type and device as the result.
         May be ``x`` itself.
@@ -25,23 +29,23 @@ def relu(x: Any, leak: float = 0.0, *, out: Any = None) -> Any:
     Returns
     -------
     array
-        ``where(x <= 0, leak * x, x)`` (exact zeros for ``x <= 0`` when ``leak == 0``),
+        ``where(x <= 0, leak * x, x)`` (exact zeros for ``x <= 0`` where ``leak == 0``),
         of ``x``'s type, on ``x``'s device.
     """
     backend, x = backend_for(x)
-    return backend.relu(x, _validate.leak(leak), out)
+    return backend.run(RELU, x, _validate.leak(leak), (out,))[0]
 
 
-def relu_dash(x: Any, leak: float = 0.0, *, out: Any = None) -> Any:
+def relu_dash(x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
     """Derivative of :func:`relu`: ``leak`` where ``x <= 0``, else 1 (the seed's ``relu_dash``).
 
     Parameters and result as for :func:`relu`; the result has ``relu``'s dtype.
     """
     backend, x = backend_for(x)
-    return backend.relu_dash(x, _validate.leak(leak), out)
+    return backend.run(RELU_DASH, x, _validate.leak(leak), (out,))[0]
 
 
-def relu_and_dash(x: Any, leak: float = 0.0, *, out: Any = None) -> tuple[Any, Any]:
+def relu_and_dash(x: Any, leak: Any = 0.0, *, out: Any = None) -> tuple[Any, Any]:
     """:func:`relu` and :func:`relu_dash` together, from one pass over ``x``.
 
     Parameters
@@ -57,9 +61,10 @@ def relu_and_dash(x: Any, leak: float = 0.0, *, out: Any = None) -> tuple[Any, A
         Exactly what ``relu(x, leak)`` and ``relu_dash(x, leak)`` return.
     """
     backend, x = backend_for(x)
-    return backend.relu_and_dash(x, _validate.leak(leak), out)
+    y, dy = backend.run(RELU_AND_DASH, x, _validate.leak(leak), _validate.outs(out, 2))
+    return y, dy
 
 
-def leaky_relu(x: Any, negative_slope: float = 0.01, *, out: Any = None) -> Any:
+def leaky_relu(x: Any, negative_slope: Any = 0.01, *, out: Any = None) -> Any:
     """:func:`relu` under PyTorch's and JAX's name and default slope (0.01)."""
     return relu(x, negative_slope, out=out)

@@ -1,13 +1,16 @@
-"""Which backend takes an array: an exact-type cache first, the registry on a miss.
+"""Which backend takes an array, decided by what library the array belongs to.
 
-The registry is ordered; the first backend whose ``accepts`` is true wins and is
-remembered for that exact type, so a repeated call costs one dictionary lookup.
-Adding a backend means adding its module and one entry here.
+Arrays of a known library are recognised with ``array_api_compat``'s ``is_*_array``
+checks, which never import the library; that decision depends on the type alone
+and is cached per exact type, so a repeated call costs one dictionary lookup. Only
+arrays of no known library are asked for ``__cuda_array_interface__`` (whose
+presence can depend on the instance) and NumPy's ufunc protocol, on every call.
+Adding a backend means adding its module and one entry in ``_by_library``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -17,12 +20,30 @@ from ._backends.dask import DaskBackend
 from ._backends.generic import GenericBackend
 from ._backends.numpy import NumpyBackend
 from ._backends.torch import TorchBackend
+from ._backends.ufunc_protocol import UfuncProtocolBackend
 
-REGISTRY: tuple[Backend, ...] = (NumpyBackend(), TorchBackend(), CudaBackend(), DaskBackend(), GenericBackend())
+NUMPY = NumpyBackend()
+CUDA = CudaBackend()
+GENERIC = GenericBackend()
+UFUNC_PROTOCOL = UfuncProtocolBackend()
 
-_NUMPY = REGISTRY[0]
 _ARRAY_LIKES = (list, tuple, int, float, np.generic)
-_by_type: dict[type, Backend] = {np.ndarray: _NUMPY}
+_by_type: dict[type, Backend] = {np.ndarray: NUMPY}
+
+
+def _by_library() -> list[tuple[Callable[[Any], bool], Backend]]:
+    import array_api_compat as compat
+
+    return [
+        (compat.is_torch_array, TorchBackend()),
+        (compat.is_cupy_array, CUDA),
+        (compat.is_dask_array, DaskBackend()),
+        (compat.is_jax_array, GENERIC),  # on any device: a JAX array stays a JAX array
+        (compat.is_numpy_array, UFUNC_PROTOCOL),  # ndarray subclasses: matrix, masked arrays
+    ]
+
+
+_libraries: list[tuple[Callable[[Any], bool], Backend]] = []
 
 
 def backend_for(x: Any) -> tuple[Backend, Any]:
@@ -32,14 +53,25 @@ def backend_for(x: Any) -> tuple[Backend, Any]:
     except KeyError:
         pass
     if isinstance(x, _ARRAY_LIKES):
-        return _NUMPY, np.asarray(x)
-    for backend in REGISTRY:
-        if backend.accepts(x):
+        return NUMPY, np.asarray(x)
+    if not _libraries:
+        _libraries.extend(_by_library())
+    for is_library_array, backend in _libraries:
+        if is_library_array(x):
             _by_type[type(x)] = backend
             return backend, x
+    if hasattr(x, "__cuda_array_interface__"):
+        return CUDA, x
+    if getattr(type(x), "__array_ufunc__", None) is not None:
+        return UFUNC_PROTOCOL, x
+    import array_api_compat
+
+    if array_api_compat.is_array_api_obj(x):
+        return GENERIC, x
     if hasattr(x, "__array__"):
-        return _NUMPY, np.asarray(x)
+        return NUMPY, np.asarray(x)
     raise TypeError(
-        f"x must be an array (NumPy, CuPy, PyTorch, JAX, Dask or any array-API array) "
-        f"or an array-like, got {type(x).__module__}.{type(x).__name__}"
+        f"x must be an array (NumPy, CuPy, PyTorch, JAX, Dask or any array-API array), "
+        f"a container with NumPy's ufunc protocol, or an array-like, "
+        f"got {type(x).__module__}.{type(x).__name__}"
     )

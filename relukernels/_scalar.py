@@ -1,19 +1,28 @@
 """The contract's element formulas, as plain Python for Numba to compile.
 
-The CPU loops and the CUDA kernels are both compiled from these two functions, so
-every Numba backend computes the same thing in the same order of operations.
+The NumPy ufuncs (``relukernels.ufuncs``), the CPU fast loops and the CUDA kernels
+are all compiled from these functions, so every Numba backend computes the same thing
+in the same order of operations.
+
+``x <= 0`` is written so that no comparison ever sees a NaN: an ordered comparison
+with NaN raises the floating-point 'invalid' flag inside SIMD loops, which NumPy
+reports as a RuntimeWarning after a ufunc. ``x == 0`` and ``x == x`` are quiet
+comparisons, and ``copysign(1.0, x)`` is never NaN.
 """
+
+import math
 
 
 def relu(x, a):
-    """``a * x`` where ``x <= 0``, else ``x``.
+    """``a * x`` where ``x <= 0``, else ``x``; NaN passes through.
 
-    NaN fails ``x <= 0`` and passes through. With ``a == 0`` the result is ``a``
-    itself, an exact zero, so that ``relu(-inf) == 0`` where ``0 * -inf`` is NaN.
+    With ``a == 0`` the product is ``0 * 0``, an exact zero, so ``relu(-inf) == 0``
+    where ``0 * -inf`` would be NaN (and raise the 'invalid' flag).
     """
-    return (a * x if a != 0 else a) if x <= 0 else x
+    scaled = a * (x if a != 0 else a)
+    return scaled if x == 0 or (math.copysign(1.0, x) < 0 and x == x) else x
 
 
 def relu_dash(x, a):
     """``a`` where ``x <= 0``, else 1 (NaN gives 1, as the seed's ``np.where`` does)."""
-    return a if x <= 0 else 1
+    return a if x == 0 or (math.copysign(1.0, x) < 0 and x == x) else 1

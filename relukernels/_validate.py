@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 
-def leak(value: Any) -> int | float:
-    """Return ``value`` as a finite Python ``int`` or ``float``.
+def leak(value: Any) -> Any:
+    """Return a scalar ``value`` as a finite Python ``int`` or ``float``; an array of
+    one or more dimensions as it is, for its backend to check with ``array_leak``.
 
-    Accepts Python and NumPy real scalars and 0-d arrays of any namespace.
+    Accepts Python and NumPy real scalars, 0-d arrays of any namespace, and arrays
+    (lists and tuples become NumPy arrays).
     """
     if type(value) is float:
         if math.isfinite(value):
@@ -29,12 +32,65 @@ def leak(value: Any) -> int | float:
         return int(value)
     if isinstance(value, numbers.Real):
         return leak(float(value))
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+    ndim = getattr(value, "ndim", None)
+    if ndim == 0 and hasattr(value, "item"):
         return leak(value.item())
+    if isinstance(value, (list, tuple)):
+        return leak(np.asarray(value))
+    if isinstance(ndim, int) and hasattr(value, "shape") and hasattr(value, "dtype"):
+        return value
     raise TypeError(
-        f"leak must be a real number (int, float or a 0-d real array), "
+        f"leak must be a real number or an array that broadcasts to x's shape, "
         f"got {type(value).__name__}"
     )
+
+
+def is_array_leak(value: Any) -> bool:
+    """Whether a leak checked by ``leak`` is an array (not a Python number)."""
+    return not isinstance(value, (int, float))
+
+
+def array_leak(xp: Any, value: Any, shape: tuple[int, ...], dtype: Any) -> tuple[Any, Any]:
+    """An array ``leak`` for ``x`` of ``shape`` and ``dtype`` in namespace ``xp``:
+    the leak cast to the result dtype, and that dtype.
+
+    The leak must broadcast to ``shape`` without changing it, have a real dtype,
+    hold only finite values, and fit the result dtype. The result dtype is ``x``'s,
+    except for integer ``x`` with a floating leak: then ``xp``'s promotion of the two.
+    """
+    name = str(value.dtype).removeprefix("torch.")
+    if not (xp.isdtype(value.dtype, "real floating") or xp.isdtype(value.dtype, "integral")):
+        raise TypeError(f"leak has dtype {name}; it must be a real floating or integer array")
+    try:
+        broadcast = np.broadcast_shapes(tuple(shape), tuple(value.shape))
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(shape):
+        raise ValueError(
+            f"leak of shape {tuple(value.shape)} does not broadcast to x's shape {tuple(shape)} "
+            "without changing it"
+        )
+    rule = dtype_rule(xp, dtype)
+    leak_is_float = xp.isdtype(value.dtype, "real floating")
+    result = xp.result_type(dtype, value.dtype) if isinstance(rule, IntegerRule) and leak_is_float else dtype
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        cast = xp.astype(value, result)
+    if _traced(value):
+        return cast, result
+    if leak_is_float and not bool(xp.all(xp.isfinite(value))):
+        raise ValueError("leak must be finite: it holds NaN or infinity")
+    if xp.isdtype(result, "real floating"):
+        if not bool(xp.all(xp.isfinite(cast))):
+            raise ValueError(f"leak overflows {rule.name if result == dtype else result}: it would become infinite")
+    elif value.size and not (rule.low <= int(xp.min(value)) and int(xp.max(value)) <= rule.high):
+        raise ValueError(f"leak does not fit in {rule.name} [{rule.low}, {rule.high}], the dtype of x")
+    return cast, result
+
+
+def _traced(value: Any) -> bool:
+    """Whether ``value`` is a JAX tracer, whose values are not known yet."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(value, jax.core.Tracer)
 
 
 @dataclass(frozen=True)
@@ -180,15 +236,18 @@ def _type_name(kind: type) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def out_pair(out: Any) -> tuple[Any, Any] | None:
-    """Check the ``out`` of ``relu_and_dash``: ``None`` or a pair of arrays."""
+def outs(out: Any, nout: int) -> tuple:
+    """The outputs of an operation with ``nout`` results: ``(out,)``, or for two results
+    ``out`` checked to be ``None`` or a pair of arrays."""
+    if nout == 1:
+        return (out,)
     if out is None:
-        return None
+        return (None,) * nout
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError(
             "out of relu_and_dash must be None or a pair (y, dy) of arrays, "
             f"got {type(out).__name__}"
         )
-    if out[0] is out[1]:
+    if out[0] is not None and out[0] is out[1]:
         raise ValueError("out[0] and out[1] must be different arrays")
     return out[0], out[1]

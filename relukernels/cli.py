@@ -15,6 +15,7 @@ import numpy as np
 
 import relukernels as rk
 from relukernels._backends import generic
+from relukernels._ops import RELU_AND_DASH
 from relukernels._bench import has_gpu
 
 TUTORIAL_EXAMPLES = [
@@ -34,7 +35,8 @@ def _demo_backends() -> dict[str, Callable[[np.ndarray, float], tuple[Any, Any]]
     backends: dict[str, Callable[[np.ndarray, float], tuple[Any, Any]]] = {
         "seed np.where": _seed,
         "numba cpu": lambda x, a: rk.relu_and_dash(x, a),
-        "formula (numpy)": lambda x, a: (generic.relu(np, x, a), generic.relu_dash(np, x, a)),
+        "numpy ufuncs": lambda x, a: rk.ufuncs.relu_and_dash(x, a),
+        "formula (numpy)": lambda x, a: tuple(generic.formulas(RELU_AND_DASH, np, x, a)),
     }
     if importlib.util.find_spec("array_api_strict"):
         import array_api_strict as xp

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import relukernels as rk
-from relukernels._backends import generic
+import oracle
 from strategies import leaks_for, strided_arrays
 
 dask = pytest.importorskip("dask")
@@ -36,7 +36,7 @@ def test_local_schedulers_match_the_oracle(case, scheduler):
     y, dy = rk.relu(x, leak), rk.relu_dash(x, leak)
     assert isinstance(y, da.Array) and y.chunks == x.chunks
     with np.errstate(all="ignore"):
-        expected = generic.relu(np, x_np, leak), generic.relu_dash(np, x_np, leak)
+        expected = oracle.relu(x_np, leak), oracle.relu_dash(x_np, leak)
     for result, want in zip(dask.compute(y, dy, scheduler=scheduler), expected):
         np.testing.assert_array_equal(result, want, strict=True)
     both = dask.compute(*rk.relu_and_dash(x, leak), scheduler=scheduler)
@@ -52,7 +52,7 @@ def test_relu_and_dash_reads_each_chunk_once():
     executed = []
     with Callback(pretask=lambda key, dsk, state: executed.append(key)):
         dask.compute(*rk.relu_and_dash(x, 0.1), scheduler="threads")
-    fused = [key for key in executed if isinstance(key, tuple) and str(key[0]).startswith("relu-and-dash-")]
+    fused = [key for key in executed if isinstance(key, tuple) and str(key[0]).startswith("relu_and_dash-")]
     assert sorted(key[1] for key in fused) == list(range(x.numblocks[0]))
 
 
@@ -74,8 +74,8 @@ def test_local_cluster_of_worker_processes(client):
     x_np = np.random.default_rng(1).standard_normal((400, 300)).astype(np.float32)
     x = da.from_array(x_np, chunks=(100, 75))
     y, dy = client.compute(rk.relu_and_dash(x, 0.2), sync=True)
-    np.testing.assert_array_equal(y, generic.relu(np, x_np, 0.2), strict=True)
-    np.testing.assert_array_equal(dy, generic.relu_dash(np, x_np, 0.2), strict=True)
+    np.testing.assert_array_equal(y, oracle.relu(x_np, 0.2), strict=True)
+    np.testing.assert_array_equal(dy, oracle.relu_dash(x_np, 0.2), strict=True)
 
 
 def test_a_killed_worker_loses_nothing(client):
@@ -89,4 +89,4 @@ def test_a_killed_worker_loses_nothing(client):
     victim = next(iter(client.run(os.getpid).values()))
     os.kill(victim, signal.SIGKILL)
     result = future.result(timeout=120)
-    np.testing.assert_array_equal(result, generic.relu(np, x_np, 0.1), strict=True)
+    np.testing.assert_array_equal(result, oracle.relu(x_np, 0.1), strict=True)

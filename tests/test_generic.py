@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import relukernels as rk
-from relukernels._backends import generic
+import oracle
 from strategies import leaks_for, strided_arrays
 
 xp = pytest.importorskip("array_api_strict")
@@ -33,12 +33,12 @@ def strict_cases(draw):
 def test_array_api_strict_matches_oracle(case):
     x_np, leak, device = case
     x = xp.asarray(x_np, device=device)
-    for function, formula in ((rk.relu, generic.relu), (rk.relu_dash, generic.relu_dash)):
+    for function, formula in ((rk.relu, oracle.relu), (rk.relu_dash, oracle.relu_dash)):
         result = function(x, leak)
         assert type(result) is type(x)
         assert result.device == device and result.dtype == x.dtype and result.shape == x.shape
         with np.errstate(all="ignore"):
-            expected = formula(np, x_np, leak)
+            expected = formula(x_np, leak)
         np.testing.assert_array_equal(to_numpy(result), expected, strict=True)
     y, dy = rk.relu_and_dash(x, leak)
     np.testing.assert_array_equal(to_numpy(y), to_numpy(rk.relu(x, leak)))

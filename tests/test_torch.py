@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import relukernels as rk
-from relukernels._backends import generic
+import oracle
 from strategies import leaks_for, strided_arrays
 
 torch = pytest.importorskip("torch")
@@ -22,11 +22,11 @@ def test_cpu_tensors_match_the_oracle(data):
     x_np = data.draw(strided_arrays(dtypes=TORCH_DTYPES, steps=(1, 2, 3)))
     leak = data.draw(leaks_for(x_np.dtype).filter(lambda v: x_np.dtype.kind == "f" or float(v).is_integer()))
     x = torch.from_numpy(x_np)
-    for function, formula in ((rk.relu, generic.relu), (rk.relu_dash, generic.relu_dash)):
+    for function, formula in ((rk.relu, oracle.relu), (rk.relu_dash, oracle.relu_dash)):
         result = function(x, leak)
         assert isinstance(result, torch.Tensor) and result.dtype == x.dtype and result.shape == x.shape
         with np.errstate(all="ignore"):
-            np.testing.assert_array_equal(result.numpy(), formula(np, x_np, leak), strict=True)
+            np.testing.assert_array_equal(result.numpy(), formula(x_np, leak), strict=True)
     y, dy = rk.relu_and_dash(x, leak)
     np.testing.assert_array_equal(y.numpy(), rk.relu(x, leak).numpy())
     np.testing.assert_array_equal(dy.numpy(), rk.relu_dash(x, leak).numpy())

@@ -1,10 +1,12 @@
-"""Numba CPU loops, compiled one signature at a time on first use and cached on disk.
+"""Numba CPU loops over C-contiguous 1-d arrays with a scalar leak, compiled one
+signature at a time on first use and cached on disk.
 
-Each loop maps one 1-d array to one or two outputs through the formulas of
-``relukernels._scalar`` (or, for float16, through tables of all 65,536 results). A
-loop is compiled two ways: ``@njit(nogil=True)`` over C-contiguous 1-d arrays, the
-fast path that threads run on chunks; and ``@guvectorize`` over a strided last axis,
-which lets NumPy's gufunc machinery handle any shape, strides and overlap.
+They are the NumPy backend's fast path, run by threads on chunks: with a scalar leak
+a ufunc call gives Numba's ufunc loop a leak of stride 0, and Numba runs its generic
+strided loop instead of its vectorized one (benchmarks/RESULTS.md). Each loop maps
+one 1-d array to one or two outputs through the formulas of ``relukernels._scalar``
+(or, for float16, through tables of all 65,536 results). Everything else (other
+layouts, array leaks, containers) runs the ufuncs of ``relukernels.ufuncs``.
 Importing this module imports Numba; ``relukernels`` does so on the first NumPy call.
 """
 
@@ -82,26 +84,19 @@ def _compile(decorator: Callable[..., Any], func: Callable[..., Any]) -> Any:
 
 
 @functools.cache
-def loop(name: str, flat: bool, in_dtype: np.dtype, out_dtype: np.dtype) -> Callable[..., None]:
-    """The compiled loop ``name`` for one pair of dtypes, called ``loop(x, *extras, *outs)``.
-
-    ``flat`` selects the ``njit`` version over C-contiguous 1-d arrays; otherwise the
-    ``guvectorize`` version over the last axis of arrays of any shape and strides.
-    The extras are the leak in ``out_dtype``, or for the lookups uint16 tables.
-    """
+def loop(name: str, in_dtype: np.dtype, out_dtype: np.dtype) -> Callable[..., None]:
+    """The compiled loop ``name`` for one pair of dtypes, called ``loop(x, *extras, *outs)``
+    on C-contiguous 1-d arrays. The extras are the leak in ``out_dtype``, or for the
+    lookups uint16 tables."""
     func, n_outputs = LOOPS[name]
     x_type, y_type = numba.from_dtype(in_dtype), numba.from_dtype(out_dtype)
     # Inputs typed read-only accept writeable arrays too (read-only ones, such as a
     # memory-mapped file opened for reading, would match no writeable signature).
-    layout = numba.types.Array(x_type, 1, "C" if flat else "A", readonly=True)
-    y_array = numba.types.Array(y_type, 1, "C" if flat else "A")
+    x_array = numba.types.Array(x_type, 1, "C", readonly=True)
+    y_array = numba.types.Array(y_type, 1, "C")
     if name.startswith("lookup"):
         extras = [numba.types.Array(y_type, 1, "C", readonly=True)] * n_outputs
-        core = ",".join(["(m)"] * n_outputs)
     else:
-        extras, core = [y_type], "()"
-    signature = numba.void(layout, *extras, *[y_array] * n_outputs)
-    if flat:
-        return _compile(lambda **kw: numba.njit([signature], nogil=True, **kw), func)
-    gufunc_layout = f"(n),{core}->" + ",".join(["(n)"] * n_outputs)
-    return _compile(lambda **kw: numba.guvectorize([signature], gufunc_layout, **kw), func)
+        extras = [y_type]
+    signature = numba.void(x_array, *extras, *[y_array] * n_outputs)
+    return _compile(lambda **kw: numba.njit([signature], nogil=True, **kw), func)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _validate
-from . import RunBackend
+from .._ops import Operation
 
 _KERNEL_DTYPES = frozenset(np.dtype(c) for c in "f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
 
@@ -162,17 +162,15 @@ def numpy_dtype(torch_dtype: Any) -> np.dtype | None:
         return None
 
 
-class CudaBackend(RunBackend):
+class CudaBackend:
     """CuPy arrays and other ``__cuda_array_interface__`` objects; the torch backend
-    hands over its CUDA tensors (torch tensors may live on either side)."""
+    hands over its CUDA tensors."""
 
     name = "cuda"
 
-    def accepts(self, x: Any) -> bool:
-        return _library(type(x)) != "torch" and hasattr(x, "__cuda_array_interface__")
-
-    def run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
-        """``op`` over ``x`` into ``outs`` (each ``None`` or an array, named ``names``)."""
+    def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+        """``op`` over ``x`` into ``outs`` (each ``None`` or an array)."""
+        names = op.out_names
         adapter = _adapter(type(x))
         x_pointer, x_layout, _ = adapter.view(x)
         a, dtype = _validate.numpy_result(x_layout.dtype, leak)
@@ -197,7 +195,7 @@ class CudaBackend(RunBackend):
             stream = kernels.stream_for(device_id, adapter.stream(x))
             leak_scalar = dtype.type(a)
             for kind, arrays in _plan(tuple(layouts), _aligned(pointers, layouts)):
-                kernels.launch_raw(op, kind, leak_scalar, pointers, arrays, stream, device_id)
+                kernels.launch_raw(op.name, kind, leak_scalar, pointers, arrays, stream, device_id)
         return results
 
 

@@ -1,21 +1,25 @@
 """Dask arrays: lazily, chunk by chunk, on whichever kernels the chunks call for.
 
-Each chunk goes through the public functions, so NumPy chunks run the CPU loops and
-CuPy chunks the CUDA kernels, on any scheduler (threads, processes, a
-``dask.distributed`` cluster). ``relu_and_dash`` makes one task per chunk that returns
-both results, and two arrays that pick them out: computed together, they read each
-chunk once. Dask arrays are immutable, so ``out=`` is refused.
+Each chunk goes through the public functions, so NumPy chunks run the CPU kernels
+and CuPy chunks the CUDA kernels, on any scheduler (threads, processes, a
+``dask.distributed`` cluster). Everything goes through ``map_blocks``, so the graphs
+are blockwise layers that fuse with their neighbours. ``relu_and_dash`` maps each
+chunk to the pair of results once and picks each result out of it: computed
+together, they read each chunk once. An array leak is rechunked to line up with
+``x``'s chunks. Dask arrays are immutable, so ``out=`` is refused.
 """
 
 from __future__ import annotations
 
 import operator
-import sys
 from typing import Any
 
 import numpy as np
 
 import relukernels
+
+from .. import _validate
+from .._ops import Operation
 
 
 class DaskBackend:
@@ -23,45 +27,39 @@ class DaskBackend:
 
     name = "dask"
 
-    def accepts(self, x: Any) -> bool:
-        array = sys.modules.get("dask.array")
-        return array is not None and isinstance(x, array.Array)
-
-    def relu(self, x: Any, leak: int | float, out: Any) -> Any:
-        _refuse_out(out)
-        meta = relukernels.relu(x._meta, leak)
-        return x.map_blocks(relukernels.relu, leak, dtype=meta.dtype, meta=meta)
-
-    def relu_dash(self, x: Any, leak: int | float, out: Any) -> Any:
-        _refuse_out(out)
-        meta = relukernels.relu_dash(x._meta, leak)
-        return x.map_blocks(relukernels.relu_dash, leak, dtype=meta.dtype, meta=meta)
-
-    def relu_and_dash(self, x: Any, leak: int | float, out: Any) -> tuple[Any, Any]:
-        _refuse_out(out)
+    def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+        if any(out is not None for out in outs):
+            raise TypeError("out= is not supported for Dask arrays, which are immutable; use the result")
         import dask.array as da
-        from dask.base import tokenize
-        from dask.highlevelgraph import HighLevelGraph
 
-        y_meta, dy_meta = relukernels.relu_and_dash(x._meta, leak)
-        both = "relu-and-dash-" + tokenize(x, leak)
-        tasks = {
-            (both, *index): (relukernels.relu_and_dash, (x.name, *index), leak)
-            for index in np.ndindex(*x.numblocks)
-        }
-        graph = HighLevelGraph.from_collections(both, tasks, dependencies=[x])
-        results = []
-        for position, meta in enumerate((y_meta, dy_meta)):
-            name = f"{('relu', 'relu-dash')[position]}-of-{both}"
-            picks = {
-                (name, *index): (operator.getitem, (both, *index), position)
-                for index in np.ndindex(*x.numblocks)
-            }
-            layers = HighLevelGraph({**graph.layers, name: picks}, {**graph.dependencies, name: {both}})
-            results.append(da.Array(layers, name, x.chunks, meta=meta))
-        return results[0], results[1]
+        function = getattr(relukernels, op.name)
+        if _validate.is_array_leak(leak):
+            leak = _aligned_leak(da, x, leak)
+            metas = _as_list(function(x._meta, leak._meta))
+            args: tuple = (x, leak)
+        else:
+            metas = _as_list(function(x._meta, leak))
+            args = (x, leak)
+        if op.nout == 1:
+            return [da.map_blocks(function, *args, dtype=metas[0].dtype, meta=metas[0])]
+        both = da.map_blocks(function, *args, dtype=metas[0].dtype, meta=metas[0])  # blocks are tuples
+        return [
+            both.map_blocks(operator.itemgetter(i), dtype=meta.dtype, meta=meta)
+            for i, meta in enumerate(metas)
+        ]
 
 
-def _refuse_out(out: Any) -> None:
-    if out is not None:
-        raise TypeError("out= is not supported for Dask arrays, which are immutable; use the result")
+def _as_list(results: Any) -> list:
+    return list(results) if isinstance(results, tuple) else [results]
+
+
+def _aligned_leak(da: Any, x: Any, leak: Any) -> Any:
+    """``leak`` as a Dask array whose chunks line up with ``x``'s, checked to broadcast
+    to ``x``'s shape; its values are checked chunk by chunk, by the kernels."""
+    leak = da.asarray(leak)
+    if np.broadcast_shapes(x.shape, leak.shape) != x.shape:
+        raise ValueError(
+            f"leak of shape {leak.shape} does not broadcast to x's shape {x.shape} without changing it"
+        )
+    chunks = tuple((1,) if n == 1 else c for n, c in zip(leak.shape, x.chunks[x.ndim - leak.ndim :]))
+    return leak.rechunk(chunks)

@@ -2,19 +2,18 @@
 tensors on the CUDA kernels on PyTorch's current stream, autograd kept working.
 
 A tensor that requires grad goes through a ``torch.autograd.Function`` whose backward
-multiplies by ``relu_dash``. Dtypes NumPy lacks (bfloat16), and integer tensors with a
-fractional leak (PyTorch promotes them to its default float, not to float64), take the
-contract's formula in PyTorch's own operations.
+multiplies by ``relu_dash``. Dtypes NumPy lacks (bfloat16), integer tensors with a
+fractional leak (PyTorch promotes them to its default float, not to float64), and
+tensors on devices without kernels take the formulas in PyTorch's own operations.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-
 from .. import _validate
-from . import RunBackend, generic
+from .._ops import RELU, RELU_DASH, Operation
+from . import generic
 from .cuda import CudaBackend, numpy_dtype
 from .numpy import NumpyBackend
 
@@ -22,63 +21,61 @@ _NUMPY = NumpyBackend()
 _CUDA = CudaBackend()
 
 
-class TorchBackend(RunBackend):
+class TorchBackend:
     """``torch.Tensor`` (and subclasses such as ``nn.Parameter``), CPU or CUDA."""
 
     name = "torch"
 
-    def accepts(self, x: Any) -> bool:
-        torch = sys.modules.get("torch")
-        return torch is not None and isinstance(x, torch.Tensor)
-
-    def relu(self, x: Any, leak: int | float, out: Any) -> Any:
-        if _tracks_grad(x):
-            _refuse_out(out)
-            return _relu_function().apply(x, leak)
-        return super().relu(x, leak, out)
-
-    def relu_dash(self, x: Any, leak: int | float, out: Any) -> Any:
-        if _tracks_grad(x):
-            _refuse_out(out)
-            x = x.detach()  # the derivative of a step is zero almost everywhere: no graph
-        return super().relu_dash(x, leak, out)
-
-    def relu_and_dash(self, x: Any, leak: int | float, out: Any) -> tuple[Any, Any]:
-        if _tracks_grad(x):
-            _refuse_out(out)
-            return _relu_function().apply(x, leak), self.relu_dash(x, leak, None)
-        return super().relu_and_dash(x, leak, out)
-
-    def run(self, op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
-        """``op`` without autograd: the CUDA or NumPy kernels, else PyTorch's operations."""
-        import torch
-
-        x_dtype = numpy_dtype(x.dtype)
-        kernels_apply = x_dtype is not None and _validate.numpy_result(x_dtype, leak)[1] == x_dtype
-        if not kernels_apply:
-            return _formula(op, x, leak, outs, names)
-        for out, name in zip(outs, names):
-            if out is not None:
-                _check_out(out, x, x.dtype, name)
-        if x.is_cuda:
-            return _CUDA.run(op, x, leak, outs, names)
-        results = [torch.empty_like(x) if out is None else out for out in outs]
-        _NUMPY.run(op, x.detach().numpy(), leak, tuple(r.detach().numpy() for r in results), names)
+    def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+        if not _tracks_grad(x):
+            return _run(op, x, leak, outs)
+        if any(out is not None for out in outs):
+            raise TypeError(
+                "out= cannot be used when x requires grad: autograd cannot follow a write into "
+                "out (call it under torch.no_grad(), or without out=)"
+            )
+        results = []
+        for element in op.elements:
+            if element is RELU.elements[0]:
+                results.append(_relu_function().apply(x, leak))
+            else:  # the derivative of a step is zero almost everywhere: no graph
+                results.append(_run(RELU_DASH, x.detach(), leak, (None,))[0])
         return results
+
+
+def _run(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+    """``op`` without autograd: the CUDA or NumPy kernels, else PyTorch's operations."""
+    import torch
+
+    x_dtype = numpy_dtype(x.dtype)
+    if _validate.is_array_leak(leak):
+        if not isinstance(leak, torch.Tensor):
+            raise TypeError(f"leak must be a torch.Tensor for a tensor x, got {type(leak).__name__}")
+        if leak.device != x.device:
+            raise ValueError(f"leak is on device {leak.device}; x is on device {x.device}")
+        leak = leak.detach()
+        kernels_apply = x_dtype is not None and numpy_dtype(leak.dtype) is not None and (
+            x.dtype.is_floating_point or not leak.dtype.is_floating_point
+        )
+    else:
+        kernels_apply = x_dtype is not None and _validate.numpy_result(x_dtype, leak)[1] == x_dtype
+    if not kernels_apply or x.device.type not in ("cpu", "cuda"):
+        return _formula(op, x, leak, outs)
+    for out, name in zip(outs, op.out_names):
+        if out is not None:
+            _check_out(out, x, x.dtype, name)
+    if x.is_cuda:
+        return _CUDA.run(op, x, leak, outs)
+    results = [torch.empty_like(x) if out is None else out for out in outs]
+    leak = leak.numpy() if _validate.is_array_leak(leak) else leak
+    _NUMPY.run(op, x.detach().numpy(), leak, tuple(r.detach().numpy() for r in results))
+    return results
 
 
 def _tracks_grad(x: Any) -> bool:
     import torch
 
     return x.requires_grad and torch.is_grad_enabled()
-
-
-def _refuse_out(out: Any) -> None:
-    if out is not None:
-        raise TypeError(
-            "out= cannot be used when x requires grad: autograd cannot follow a write into "
-            "out (call it under torch.no_grad(), or without out=)"
-        )
 
 
 def _check_out(out: Any, x: Any, dtype: Any, name: str) -> None:
@@ -99,12 +96,12 @@ def _check_out(out: Any, x: Any, dtype: Any, name: str) -> None:
         raise TypeError(f"{name} requires grad; autograd cannot follow a write into it")
 
 
-def _formula(op: str, x: Any, leak: int | float, outs: tuple, names: tuple) -> list:
-    """The contract's formula in PyTorch's operations, written into ``outs`` if given."""
+def _formula(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+    """The contract's formulas in PyTorch's operations, written into ``outs`` if given."""
     import array_api_compat.torch as xp
 
-    results = [formula(xp, x, leak) for formula in generic.FORMULAS[op]]
-    for result, out, name in zip(results, outs, names):
+    results = generic.formulas(op, xp, x, leak)
+    for result, out, name in zip(results, outs, op.out_names):
         if out is not None:
             _check_out(out, x, result.dtype, name)
     return [result if out is None else out.copy_(result) for result, out in zip(results, outs)]
@@ -114,7 +111,6 @@ def _device(tensor: Any) -> Any:
     return tensor.device
 
 
-_BACKEND = TorchBackend()
 _RELU_FUNCTION = None
 
 
@@ -126,15 +122,15 @@ def _relu_function() -> Any:
 
         class Relu(torch.autograd.Function):
             @staticmethod
-            def forward(ctx: Any, x: Any, leak: int | float) -> Any:
+            def forward(ctx: Any, x: Any, leak: Any) -> Any:
                 ctx.save_for_backward(x)
                 ctx.leak = leak
-                return _BACKEND.run("relu", x.detach(), leak, (None,), ("out",))[0]
+                return _run(RELU, x.detach(), leak, (None,))[0]
 
             @staticmethod
             def backward(ctx: Any, grad: Any) -> tuple[Any, None]:
                 (x,) = ctx.saved_tensors
-                dash = _BACKEND.run("relu_dash", x.detach(), ctx.leak, (None,), ("out",))[0]
+                dash = _run(RELU_DASH, x.detach(), ctx.leak, (None,))[0]
                 return grad * dash, None
 
         _RELU_FUNCTION = Relu

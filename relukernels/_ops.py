@@ -1,0 +1,66 @@
+"""The operations, each described once: its element formulas, its outputs and its
+array-API formulas. The NumPy ufuncs, the CPU and CUDA kernels and every backend's
+wrappers are built from this table, so a new operation is one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import _scalar
+
+
+def relu_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:
+    """``where(x <= 0, a * x, x)`` in namespace ``xp``, an exact zero where ``a == 0``.
+
+    ``a`` is the leak as ``_validate.resolve_leak`` gives it: a Python number, or an
+    array of ``xp`` in the result ``dtype`` that broadcasts to ``x``'s shape.
+    """
+    if isinstance(a, (int, float)):
+        if a == 0:
+            return xp.where(x <= 0, xp.zeros_like(x), x)
+        if dtype == x.dtype:
+            a = xp.asarray(a, dtype=dtype, device=_device(x))
+        return xp.where(x <= 0, a * x, x)
+    return xp.where(x <= 0, a * xp.where(a != 0, x, xp.zeros_like(x)), x)
+
+
+def relu_dash_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:
+    """``where(x <= 0, a, 1)`` in the result ``dtype``."""
+    if isinstance(a, (int, float)):
+        a = xp.asarray(a, dtype=dtype, device=_device(x))
+    return xp.where(x <= 0, a, xp.ones_like(x, dtype=dtype))
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One public operation: ``name(x, leak)`` giving ``len(elements)`` results."""
+
+    name: str
+    elements: tuple[Callable[[Any, Any], Any], ...]
+    """Element formulas ``f(x, a)``, one per output, compiled by Numba (CPU and CUDA)."""
+    formulas: tuple[Callable[[Any, Any, Any, Any], Any], ...]
+    """The same formulas as ``f(xp, x, a, dtype)`` in an array-API namespace."""
+
+    @property
+    def nout(self) -> int:
+        return len(self.elements)
+
+    @property
+    def out_names(self) -> tuple[str, ...]:
+        """How errors name each output."""
+        return ("out",) if self.nout == 1 else tuple(f"out[{i}]" for i in range(self.nout))
+
+
+RELU = Operation("relu", (_scalar.relu,), (relu_formula,))
+RELU_DASH = Operation("relu_dash", (_scalar.relu_dash,), (relu_dash_formula,))
+RELU_AND_DASH = Operation("relu_and_dash", (_scalar.relu, _scalar.relu_dash), (relu_formula, relu_dash_formula))
+
+OPERATIONS: dict[str, Operation] = {op.name: op for op in (RELU, RELU_DASH, RELU_AND_DASH)}
