@@ -8,14 +8,13 @@ array([-0.2,  3. ])
 ``relu(x, leak)`` and ``relu_dash(x, leak)`` are ``@numba.vectorize`` ufuncs;
 ``relu_and_dash(x, leak)`` is a ``@numba.guvectorize`` ufunc with scalar core
 dimensions (``(),()->(),()``) and two outputs. NumPy's machinery gives them
-broadcasting (a per-channel leak), any strides, ``out=``, ``where=``, overlap
-handling, type resolution and the ufunc protocol (pandas, xarray, Dask, masked
-arrays and other ndarray subclasses come back as what went in).
+broadcasting (a per-channel leak), any strides, ``out=``, overlap handling, type
+resolution and the ufunc protocol (pandas, xarray, Dask, masked arrays and other
+ndarray subclasses come back as what went in). ``where=`` is the exception: NumPy
+refuses it for every ufunc that Numba builds ("An iterator operand was flagged as
+the ARRAYMASK..."), because Numba sets its own flags on the output operands.
 
-Loops exist for float32, float64 and the eight integer dtypes. NumPy picks the first
-loop that the inputs cast to safely, so an int8 or int16 ``x`` with a fractional leak
-computes in float32 (``np.multiply`` would give float64); ``relukernels.relu`` passes
-``dtype=`` and follows NumPy's promotion. Numba has no float16:
+Loops exist for float32, float64 and the eight integer dtypes. Numba has no float16:
 float16 inputs run the float32 loop, which is exact when the leak is a float16 (the
 product of two float16 values is exact in float32) and ``out`` is float16;
 ``relukernels.relu`` does both. A NaN input raises no floating-point warning.

@@ -63,3 +63,20 @@ def leaks_for(dtype: np.dtype):
         return st.one_of(zero, st.floats(-100, 100), st.integers(-5, 5), st.sampled_from([0.01, 0.1, 0.2]))
     low = 0 if dtype.kind == "u" else -5
     return st.one_of(zero, st.integers(low, 5), fractions)
+
+
+@st.composite
+def broadcast_leaks(draw, shape: tuple[int, ...], dtype: np.dtype):
+    """A leak array that broadcasts to ``shape`` without changing it (leading
+    dimensions dropped, others kept or set to 1), with values valid for ``dtype``:
+    finite floats for a floating ``x``, small integers or floats for an integer one."""
+    kept = draw(st.integers(0, len(shape)))
+    leak_shape = tuple(n if draw(st.booleans()) else 1 for n in shape[len(shape) - kept :])
+    if dtype.kind == "f":
+        leak_dtype = draw(st.sampled_from([np.dtype(np.float64), np.dtype(np.float32), dtype]))
+        elements = st.floats(-10, 10, width=min(leak_dtype.itemsize * 8, 64))
+    else:
+        leak_dtype = draw(st.sampled_from([np.dtype(np.int64), np.dtype(np.float64)]))
+        low = 0 if dtype.kind == "u" else -5
+        elements = st.integers(low, 5) if leak_dtype.kind == "i" else st.floats(-10, 10)
+    return draw(hnp.arrays(leak_dtype, leak_shape, elements=elements))

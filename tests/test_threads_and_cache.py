@@ -4,10 +4,12 @@ and threads, nothing mocked."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -115,3 +117,51 @@ def test_import_is_light():
     before, after = done.stdout.splitlines()
     assert before == "[]"
     assert after == "['numba']"
+
+
+def test_a_large_call_in_a_forked_child_after_the_parent_used_the_pool():
+    """The child inherits the pool object but not its threads; it must not wait on them."""
+    x = np.random.default_rng(9).standard_normal(4 * numpy_backend.PARALLEL_MIN_SIZE).astype(np.float32)
+    expected = rk.relu(x, 0.1)  # the parent's pool now has threads (where there are 2+ CPUs)
+    assert numpy_backend._pool is not None or numpy_backend.num_threads() == 1
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the result is right
+        code = 1
+        try:
+            code = 0 if np.array_equal(rk.relu(x, 0.1), expected) and np.array_equal(rk.relu_and_dash(x, 0.1)[0], expected) else 3
+        finally:
+            os._exit(code)
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("the forked child hung for 60 s on a large call")
+
+
+def test_multiprocessing_fork_workers():
+    """As PyTorch's DataLoader workers do: fork after the parent used the kernels."""
+    import multiprocessing
+
+    x = np.linspace(-1, 1, 4 * numpy_backend.PARALLEL_MIN_SIZE)
+    expected = rk.relu(x, 0.2)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.starmap_async(rk.relu, [(x, 0.2)] * 2, chunksize=1).get(timeout=60)
+    for result in results:
+        np.testing.assert_array_equal(result, expected, strict=True)
+
+
+def test_a_bad_thread_count_is_a_clear_error():
+    code = """
+        import numpy as np, relukernels as rk
+        try:
+            rk.relu(np.ones(1 << 20))
+        except ValueError as error:
+            print(error)
+    """
+    done = _run_python(code, {"RELUKERNELS_NUM_THREADS": "abc"}, Path.cwd())
+    assert done.returncode == 0, done.stderr
+    assert "RELUKERNELS_NUM_THREADS" in done.stdout and "'abc'" in done.stdout

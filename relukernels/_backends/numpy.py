@@ -112,11 +112,11 @@ def call_ufunc(op: Operation, x: Any, a: Any, dtype: np.dtype | None, outs: tupl
     """
     from ..ufuncs import UFUNCS
 
-    if dtype is None:
-        results = UFUNCS[op.name](x, a, out=tuple(outs))
-    else:
+    options: dict[str, Any] = {} if all(out is None for out in outs) else {"out": tuple(outs)}
+    if dtype is not None:
         a = a if isinstance(a, np.ndarray) else dtype.type(a)
-        results = UFUNCS[op.name](x, a, out=tuple(outs), dtype=_FLOAT32 if dtype == _FLOAT16 else dtype)
+        options["dtype"] = _FLOAT32 if dtype == _FLOAT16 else dtype
+    results = UFUNCS[op.name](x, a, **options)
     results = list(results) if op.nout > 1 else [results]
     if dtype == _FLOAT16:
         results = [r if out is not None else r.astype(_FLOAT16) for r, out in zip(results, outs)]
