@@ -39,6 +39,8 @@ def leak(value: Any) -> Any:
         return leak(np.asarray(value))
     if isinstance(ndim, int) and hasattr(value, "shape") and hasattr(value, "dtype"):
         return value
+    if hasattr(value, "__cuda_array_interface__"):
+        return value
     raise TypeError(
         f"leak must be a real number or an array that broadcasts to x's shape, "
         f"got {type(value).__name__}"

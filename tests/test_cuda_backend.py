@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import relukernels as rk
 import oracle
-from strategies import based_arrays, leaks_for
+from strategies import based_arrays, broadcast_leaks, leaks_for
 
 pytestmark = [
     pytest.mark.cuda,
@@ -165,3 +165,40 @@ def test_more_than_four_dimensions_launch_per_leading_index():
     out = np.empty(x.shape, np.float32)
     rk.relu(HostDeviceArray(x), 0.25, out=HostDeviceArray(out))
     np.testing.assert_array_equal(out, oracle.relu(x, 0.25), strict=True)
+
+
+@settings(max_examples=60)
+@given(based_arrays(dtypes=DTYPES, max_side=4, max_dims=5), st.data())
+def test_array_leaks_match_oracle(case, data):
+    """A leak per element (broadcast, stride 0 where it repeats), in the result dtype
+    (an x of no known library has no library to cast it with)."""
+    base, layout = case
+    x = layout.view(np, base)
+    leak = data.draw(broadcast_leaks(x.shape, x.dtype))
+    leak = leak.astype(oracle.result_dtype(x, leak))
+    order = data.draw(st.sampled_from(["C", "F", "strided", "reversed"]))
+    expected = [_expected(formula, x, leak) for _, formula in OPS.values()]
+    pair = [_out_like(e, order) for e in expected]
+    rk.relu_and_dash(HostDeviceArray(x), HostDeviceArray(leak), out=tuple(HostDeviceArray(p) for p in pair))
+    for got, want in zip(pair, expected):
+        np.testing.assert_array_equal(got, want, strict=True)
+    out = _out_like(expected[0], order)
+    rk.relu(HostDeviceArray(x), HostDeviceArray(leak), out=HostDeviceArray(out))
+    np.testing.assert_array_equal(out, expected[0], strict=True)
+
+
+@pytest.mark.parametrize(
+    "leak, error, words",
+    [
+        (np.array([0.5, np.nan], np.float32), ValueError, ["leak", "finite"]),
+        (np.ones(3, np.float32), ValueError, ["leak", "shape"]),
+        (np.ones(2, np.float64), TypeError, ["leak", "dtype", "float32"]),
+    ],
+)
+def test_bad_array_leak_writes_nothing(leak, error, words):
+    x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(4, 2)
+    out = np.zeros_like(x)
+    with pytest.raises(error) as raised:
+        rk.relu(HostDeviceArray(x), HostDeviceArray(leak), out=HostDeviceArray(out))
+    assert all(word in str(raised.value) for word in words), str(raised.value)
+    assert not out.any()

@@ -10,6 +10,8 @@ Three kernels for each operation, by the layout of the arrays they take:
   Each thread loads ``TILE`` elements a block apart before it stores any.
 - ``strided``: 4-d views of any strides, negative included; one element per thread
   per step, the flat index unravelled in the kernel.
+- ``leaks``: ``strided`` with an array leak, a 4-d view broadcast to ``x``'s shape
+  (stride 0 along the dimensions it repeats), read at each element's index.
 
 On an H100 (2026-11-26) one scalar element per thread reached 60% of the copy
 bandwidth and four in flight 80%; PyTorch's vector accesses reach 98%. The quads
@@ -47,7 +49,7 @@ THREADS_PER_BLOCK = 256
 BLOCKS_PER_SM = 8  # 8 x 256 threads fill an SM of 2,048: one wave, then grid-stride
 TILE = 4  # elements in flight per thread in the flat kernel (its loop unrolls 4)
 QUADS = 2  # quads in flight per thread in the quads kernel (its loop unrolls 2)
-ELEMENTS_PER_STEP = {"quads": 4 * QUADS, "flat": TILE, "strided": 1}
+ELEMENTS_PER_STEP = {"quads": 4 * QUADS, "flat": TILE, "strided": 1, "leaks": 1}
 """Elements one thread handles per step of each kernel's grid-stride loop."""
 
 _relu = cuda.jit(device=True)(_scalar.relu)
@@ -132,7 +134,13 @@ def _kernels(write: Any, write_quad: Any) -> dict[str, Any]:
             at = _unravel_4d(i, x.shape)
             write(y, dy, at, x[at], a)
 
-    return {"quads": quads, "flat": flat, "strided": strided}
+    @cuda.jit
+    def leaks(x, a, y, dy):
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            at = _unravel_4d(i, x.shape)
+            write(y, dy, at, x[at], a[at])
+
+    return {"quads": quads, "flat": flat, "strided": strided, "leaks": leaks}
 
 
 _BY_OP = {
@@ -143,8 +151,8 @@ _BY_OP = {
 KERNELS: dict[tuple[str, str], Any] = {(op, kind): kernel for op, kinds in _BY_OP.items() for kind, kernel in kinds.items()}
 """Kernels by (operation, layout kind: "quads", "flat" or "strided")."""
 
-KIND_NDIM = {"quads": 1, "flat": 1, "strided": STRIDED_NDIM}
-_KIND_LAYOUT = {"quads": "C", "flat": "A", "strided": "A"}
+KIND_NDIM = {"quads": 1, "flat": 1, "strided": STRIDED_NDIM, "leaks": STRIDED_NDIM}
+_KIND_LAYOUT = {"quads": "C", "flat": "A", "strided": "A", "leaks": "A"}
 _multiprocessors: dict[int, int] = {}
 
 
@@ -166,7 +174,7 @@ def launch(op: str, kind: str, x: Any, a: Any, outs: tuple[Any, ...], stream: An
 
     The arrays have ``KIND_NDIM[kind]`` dimensions and one shape (and for "quads",
     C-contiguous data aligned to four elements); ``a`` is the leak as a NumPy scalar
-    of the output dtype.
+    of the output dtype, or for "leaks" a device array of that dtype and shape.
     """
     if x.size == 0:
         return
@@ -207,7 +215,8 @@ def _compiled_kernel(op: str, kind: str, in_dtype: np.dtype, out_dtype: np.dtype
 
         ndim, layout = KIND_NDIM[kind], _KIND_LAYOUT[kind]
         y_type = types.Array(from_dtype(out_dtype), ndim, layout)
-        signature = (types.Array(from_dtype(in_dtype), ndim, layout), from_dtype(out_dtype), y_type, y_type)
+        a_type = y_type if kind == "leaks" else from_dtype(out_dtype)
+        signature = (types.Array(from_dtype(in_dtype), ndim, layout), a_type, y_type, y_type)
         compiled = KERNELS[op, kind].compile(signature)
         kernel = _compiled[key] = compiled._codelibrary.get_cufunc().kernel
     return kernel
@@ -231,8 +240,9 @@ def launch_raw(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[Ra
     at ``pointers[i]`` plus its offset.
 
     The arrays are as ``launch`` takes them; ``a`` is the leak, cast to the output
-    dtype; ``stream`` comes from ``stream_for``; ``device_id`` is Numba's current
-    device, where the kernel is loaded.
+    dtype, or for "leaks" a pair (pointer, ``RawArray``) of an array of that dtype;
+    ``stream`` comes from ``stream_for``; ``device_id`` is Numba's current device,
+    where the kernel is loaded.
     """
     x = arrays[0]
     size = math.prod(x.shape)
@@ -242,13 +252,13 @@ def launch_raw(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[Ra
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
         views = [FakeCUDAArray(_host_view(pointer, array)) for pointer, array in zip(pointers, arrays)]
-        launch(op, kind, views[0], a, tuple(views[1:]))
+        launch(op, kind, views[0], FakeCUDAArray(_host_view(*a)) if kind == "leaks" else a, tuple(views[1:]))
         return
     from cuda.core import LaunchConfig, launch as core_launch
 
     kernel = _compiled_kernel(op, kind, x.dtype, arrays[1].dtype, device_id)
     arguments = _array_arguments(pointers[0], x)
-    arguments.append(_SCALARS[arrays[1].dtype](a))
+    arguments += _array_arguments(*a) if kind == "leaks" else [_SCALARS[arrays[1].dtype](a)]
     arguments += _array_arguments(pointers[1], arrays[1])
     arguments += _array_arguments(pointers[-1], arrays[-1])
     _ensure_context(device_id)
@@ -257,6 +267,14 @@ def launch_raw(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[Ra
     if config is None:
         config = _configs[blocks] = LaunchConfig(grid=blocks, block=THREADS_PER_BLOCK, shmem_size=0)
     core_launch(stream, config, kernel, *arguments)
+
+
+def copy_to_host(pointer: int, array: RawArray, device_array: Any) -> np.ndarray:
+    """A host copy of ``device_array`` (any ``__cuda_array_interface__`` object), which
+    is ``array`` at ``pointer``."""
+    if SIMULATOR:
+        return _host_view(pointer, array).copy()
+    return cuda.as_cuda_array(device_array).copy_to_host()
 
 
 def _host_view(pointer: int, array: RawArray) -> np.ndarray:

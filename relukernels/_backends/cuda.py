@@ -173,9 +173,12 @@ class CudaBackend:
         names = op.out_names
         adapter = _adapter(type(x))
         x_pointer, x_layout, _ = adapter.view(x)
-        a, dtype = _validate.numpy_result(x_layout.dtype, leak)
         if x_layout.dtype not in _KERNEL_DTYPES:
             raise TypeError(f"x has dtype {x_layout.dtype}, which the CUDA kernels do not support")
+        if _validate.is_array_leak(leak):
+            leak, dtype = _device_leak(adapter, leak, x, x_layout)
+        else:
+            a, dtype = _validate.numpy_result(x_layout.dtype, leak)
         given = [None if out is None else _checked_out(adapter, out, name, x, x_layout, dtype) for out, name in zip(outs, names)]
         if x_layout.size and any(given):
             _check_overlaps(x, x_pointer, x_layout, outs, names, given)
@@ -193,10 +196,47 @@ class CudaBackend:
                 pointers.append(pointer)
                 layouts.append(layout)
             stream = kernels.stream_for(device_id, adapter.stream(x))
-            leak_scalar = dtype.type(a)
-            for kind, arrays in _plan(tuple(layouts), _aligned(pointers, layouts)):
-                kernels.launch_raw(op.name, kind, leak_scalar, pointers, arrays, stream, device_id)
+            if _validate.is_array_leak(leak):
+                leak_pointer, leak_layout, _ = adapter.view(leak)
+                layouts.append(_broadcast(leak_layout, x_layout.shape))
+                for kind, arrays in _plan(tuple(layouts), False, array_leak=True):
+                    kernels.launch_raw(op.name, kind, (leak_pointer, arrays[-1]), pointers, arrays[:-1], stream, device_id)
+            else:
+                for kind, arrays in _plan(tuple(layouts), _aligned(pointers, layouts)):
+                    kernels.launch_raw(op.name, kind, dtype.type(a), pointers, arrays, stream, device_id)
         return results
+
+
+def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[Any, np.dtype]:
+    """An array ``leak``, checked and cast to the result dtype on ``x``'s device, and
+    that dtype. It must be of ``x``'s library (any ``__cuda_array_interface__``
+    object for such an ``x``) and on ``x``'s device."""
+    if adapter is _InterfaceArrays:
+        if not hasattr(leak, "__cuda_array_interface__"):
+            raise TypeError(f"leak must be a device array like x, got {type(leak).__name__}")
+        from ._numba_cuda import RawArray
+
+        pointer, layout, _ = adapter.view(leak)
+        host = _kernels().copy_to_host(pointer, RawArray(0, layout.shape, layout.strides, layout.dtype), leak)
+        dtype = _validate.array_leak(np, host, x_layout.shape, x_layout.dtype)[1]
+        if host.dtype != dtype:  # there is no library here to cast it with
+            raise TypeError(f"leak has dtype {host.dtype}; for an x of no known library it must have the result's, {dtype}")
+        return leak, dtype
+    if _library(type(leak)) != _library(type(x)):
+        raise TypeError(f"leak must be an array of x's library, got {type(leak).__module__}.{type(leak).__name__}")
+    if adapter.device_id(leak) != adapter.device_id(x):
+        raise ValueError(f"leak is on device {adapter.device_id(leak)}; x is on device {adapter.device_id(x)}")
+    import array_api_compat
+
+    cast, _ = _validate.array_leak(array_api_compat.array_namespace(leak), leak, x_layout.shape, x.dtype)
+    return cast, adapter.dtype(cast)
+
+
+def _broadcast(layout: "_Layout", shape: tuple[int, ...]) -> "_Layout":
+    """``layout`` broadcast to ``shape``: stride 0 along the dimensions it repeats."""
+    pad = len(shape) - len(layout.shape)
+    strides = (0,) * pad + tuple(0 if n == 1 else s for n, s in zip(layout.shape, layout.strides))
+    return _layout(shape, strides, layout.dtype)
 
 
 _numba_cuda: Any = None
@@ -314,31 +354,34 @@ def _aligned(pointers: list[int], layouts: list[_Layout]) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(layouts: tuple[_Layout, ...], aligned: bool) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    """How to launch over arrays of these layouts (``x`` first, then the outputs): per
-    launch, the kernel kind and each array as a ``RawArray`` (offset from its pointer).
+def _plan(layouts: tuple[_Layout, ...], aligned: bool, array_leak: bool = False) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """How to launch over arrays of these layouts (``x`` first, then the outputs, then
+    an array leak broadcast to ``x``'s shape): per launch, the kernel kind and each
+    array as a ``RawArray`` (offset from its pointer).
 
-    All arrays dense in one order: one 1-d launch, of the quads kernel where every
-    pointer is aligned to four elements. Otherwise the dimensions are merged where
-    every array allows it; one dimension left is a strided 1-d launch, more are 4-d
-    launches, one per index of any dimensions beyond four.
+    All arrays dense in one order, with a scalar leak: one 1-d launch, of the quads
+    kernel where every pointer is aligned to four elements. Otherwise the dimensions
+    are merged where every array allows it; one dimension left is a strided 1-d
+    launch, more are 4-d launches, one per index of any dimensions beyond four. An
+    array leak always takes the 4-d kernel that reads it (``leaks``).
     """
     from ._numba_cuda import STRIDED_NDIM, RawArray
 
     x = layouts[0]
-    if x.order is not None and all(layout.order == x.order or x.size == 1 for layout in layouts):
+    if not array_leak and x.order is not None and all(layout.order == x.order or x.size == 1 for layout in layouts):
         kind = "quads" if aligned else "flat"
         return ((kind, tuple(RawArray(0, (x.size,), (layout.dtype.itemsize,), layout.dtype) for layout in layouts)),)
     shape, strides = _merge_dims(x.shape, [layout.strides for layout in layouts])
-    if len(shape) == 1:
+    if len(shape) == 1 and not array_leak:
         return (("flat", tuple(RawArray(0, shape, s, layout.dtype) for s, layout in zip(strides, layouts))),)
     pad = max(0, STRIDED_NDIM - len(shape))
     shape = (1,) * pad + shape
     strides = [(0,) * pad + s for s in strides]
     lead = len(shape) - STRIDED_NDIM
     return tuple(
-        ("strided", tuple(RawArray(sum(i * step for i, step in zip(index, s[:lead])), shape[lead:], s[lead:], layout.dtype)
-                          for s, layout in zip(strides, layouts)))
+        ("leaks" if array_leak else "strided",
+         tuple(RawArray(sum(i * step for i, step in zip(index, s[:lead])), shape[lead:], s[lead:], layout.dtype)
+               for s, layout in zip(strides, layouts)))
         for index in np.ndindex(*shape[:lead])
     )
 
