@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numba
 import numpy as np
 
+from . import _scalar
 from ._ops import OPERATIONS, Operation
 
 DTYPES = tuple(np.dtype(c) for c in "i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
@@ -38,16 +39,21 @@ DTYPES = tuple(np.dtype(c) for c in "i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
 that the inputs cast to safely, so ``int8`` with an integer leak stays ``int8``."""
 
 
-def _two_outputs(op: Operation) -> Callable[..., None]:
-    """A ``guvectorize`` kernel writing both element formulas of ``op``."""
-    first, second = (numba.njit(inline="always")(element) for element in op.elements)
+_relu = numba.njit(inline="always")(_scalar.relu)
+_relu_dash = numba.njit(inline="always")(_scalar.relu_dash)
 
-    def kernel(x, a, y, dy):
-        y[0] = first(x, a)
-        dy[0] = second(x, a)
 
-    kernel.__name__ = kernel.__qualname__ = op.name  # the ufunc's name, and its cache file's
-    return kernel
+def _relu_and_dash(x, a, y, dy):
+    y[0] = _relu(x, a)
+    dy[0] = _relu_dash(x, a)
+
+
+_relu_and_dash.__name__ = "relu_and_dash"  # the ufunc's name
+
+_MULTI_OUTPUT_KERNELS: dict[str, Callable[..., None]] = {"relu_and_dash": _relu_and_dash}
+"""The ``guvectorize`` kernels of the operations with several outputs, written out at
+module level: Numba's disk cache cannot key a closure, so a kernel made by a factory
+would be compiled again in every process."""
 
 
 def _build(op: Operation) -> Any:
@@ -57,7 +63,7 @@ def _build(op: Operation) -> Any:
         return numba.vectorize([t(t, t) for t in types], cache=True)(op.elements[0])
     signatures = [numba.void(t, t, *[t[:]] * op.nout) for t in types]
     layout = "(),()->" + ",".join(["()"] * op.nout)
-    return numba.guvectorize(signatures, layout, cache=True)(_two_outputs(op))
+    return numba.guvectorize(signatures, layout, cache=True)(_MULTI_OUTPUT_KERNELS[op.name])
 
 
 NUMBA_UFUNCS: dict[str, Any] = {name: _build(op) for name, op in OPERATIONS.items()}

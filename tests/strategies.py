@@ -78,5 +78,5 @@ def broadcast_leaks(draw, shape: tuple[int, ...], dtype: np.dtype):
     else:
         leak_dtype = draw(st.sampled_from([np.dtype(np.int64), np.dtype(np.float64)]))
         low = 0 if dtype.kind == "u" else -5
-        elements = st.integers(low, 5) if leak_dtype.kind == "i" else st.floats(-10, 10)
+        elements = st.integers(low, 5) if leak_dtype.kind == "i" else st.floats(low * 2, 10)
     return draw(hnp.arrays(leak_dtype, leak_shape, elements=elements))

@@ -28,11 +28,13 @@ def _check(results, x, leak, to_numpy=np.asarray):
     np.testing.assert_array_equal(to_numpy(dy), oracle.relu_dash(x, leak), strict=True)
 
 
-@pytest.fixture(params=["one thread", "three threads, tiny chunks"])
+@pytest.fixture(params=["one thread", "three threads, tiny chunks, rows of any length"])
 def threading(request, monkeypatch):
+    """The ufunc and row-by-row paths in one thread; rows of any length in threads."""
     if request.param != "one thread":
         monkeypatch.setattr(numpy_backend, "num_threads", lambda: 3)
         monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)
+        monkeypatch.setattr(numpy_backend, "_MIN_ROW", 1)
 
 
 @given(cases())

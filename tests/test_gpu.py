@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import relukernels as rk
 import oracle
-from strategies import based_arrays, leaks_for
+from strategies import based_arrays, broadcast_leaks, leaks_for
 
 pytestmark = pytest.mark.gpu
 
@@ -181,3 +181,25 @@ def test_torch_cuda_out_checks_match_the_cpu():
     tracked = torch.zeros(2, device="cuda", requires_grad=True)
     with pytest.raises(TypeError, match="out requires grad"):
         rk.relu(x.detach(), 0.5, out=tracked)
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_cupy_array_leaks_match_oracle(data):
+    """A leak per element, of any real dtype, broadcast to x's shape and cast on the GPU."""
+    base, layout = data.draw(based_arrays(dtypes=DTYPES))
+    x, device_x = layout.view(np, base), layout.view(cupy, cupy.asarray(base))
+    leak = data.draw(broadcast_leaks(x.shape, x.dtype))
+    y, dy = rk.relu_and_dash(device_x, cupy.asarray(leak))
+    np.testing.assert_array_equal(y.get(), oracle.relu(x, leak), strict=True)
+    np.testing.assert_array_equal(dy.get(), oracle.relu_dash(x, leak), strict=True)
+
+
+def test_torch_cuda_prelu_leak():
+    torch = pytest.importorskip("torch")
+    x = torch.randn(8, 3, 16, 16, device="cuda")
+    leak = torch.tensor([0.0, 0.1, -2.0], device="cuda").reshape(3, 1, 1)
+    expected = oracle.relu(x.cpu().numpy(), leak.cpu().numpy())
+    np.testing.assert_array_equal(rk.relu(x, leak).cpu().numpy(), expected, strict=True)
+    with pytest.raises(ValueError, match="leak"):
+        rk.relu(x, leak.cpu())

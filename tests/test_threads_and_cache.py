@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import relukernels as rk
 import oracle
@@ -119,6 +120,7 @@ def test_import_is_light():
     assert after == "['numba']"
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX's threads, when JAX was imported
 def test_a_large_call_in_a_forked_child_after_the_parent_used_the_pool():
     """The child inherits the pool object but not its threads; it must not wait on them."""
     x = np.random.default_rng(9).standard_normal(4 * numpy_backend.PARALLEL_MIN_SIZE).astype(np.float32)
@@ -142,6 +144,7 @@ def test_a_large_call_in_a_forked_child_after_the_parent_used_the_pool():
     raise AssertionError("the forked child hung for 60 s on a large call")
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_multiprocessing_fork_workers():
     """As PyTorch's DataLoader workers do: fork after the parent used the kernels."""
     import multiprocessing

@@ -1,13 +1,17 @@
-"""Numba CPU loops over C-contiguous 1-d arrays with a scalar leak, compiled one
-signature at a time on first use and cached on disk.
+"""Numba CPU loops with one leak per run of elements, compiled one signature at a
+time on first use and cached on disk: the NumPy backend's fast paths.
 
-They are the NumPy backend's fast path, run by threads on chunks: with a scalar leak
-a ufunc call gives Numba's ufunc loop a leak of stride 0, and Numba runs its generic
-strided loop instead of its vectorized one (benchmarks/RESULTS.md). Each loop maps
-one 1-d array to one or two outputs through the formulas of ``relukernels._scalar``
-(or, for float16, through tables of all 65,536 results). Everything else (other
-layouts, array leaks, containers) runs the ufuncs of ``relukernels.ufuncs``.
-Importing this module imports Numba; ``relukernels`` does so on the first NumPy call.
+Why not the ufuncs of ``relukernels.ufuncs`` for everything: a ufunc gets a scalar
+leak as an operand of stride 0, and Numba's ufunc loop then runs its generic strided
+loop instead of its vectorized one, about ten times slower (benchmarks/RESULTS.md).
+These loops take the leak as a scalar for a whole 1-d run, so the compiler keeps it
+in a register and vectorizes the run. Each maps one 1-d array to one or two outputs
+through the formulas of ``relukernels._scalar`` (or, for float16, through tables of
+all 65,536 results). A loop is compiled two ways: ``@njit(nogil=True)`` over
+C-contiguous 1-d arrays, which threads run on chunks; and ``@guvectorize`` over a
+strided last axis, with NumPy's gufunc machinery doing the other axes, overlap and a
+leak per row. Importing this module imports Numba; ``relukernels`` does so on the
+first NumPy call.
 """
 
 from __future__ import annotations
@@ -41,6 +45,25 @@ def relu_and_dash_loop(x, a, y, dy):
         dy[i] = _relu_dash(x[i], a)
 
 
+def relu_rows_loop(x, a, y):
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            y[r, i] = _relu(x[r, i], a[r])
+
+
+def relu_dash_rows_loop(x, a, y):
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            y[r, i] = _relu_dash(x[r, i], a[r])
+
+
+def relu_and_dash_rows_loop(x, a, y, dy):
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            y[r, i] = _relu(x[r, i], a[r])
+            dy[r, i] = _relu_dash(x[r, i], a[r])
+
+
 def lookup_loop(bits, table, y):
     for i in range(bits.shape[0]):
         y[i] = table[bits[i]]
@@ -60,6 +83,14 @@ LOOPS: dict[str, tuple[Callable[..., None], int]] = {
     "lookup": (lookup_loop, 1),
     "lookup_pair": (lookup_pair_loop, 2),
 }
+"""Loops over a 1-d run with one leak (the flat and strided paths)."""
+
+ROWS_LOOPS: dict[str, tuple[Callable[..., None], int]] = {
+    "relu": (relu_rows_loop, 1),
+    "relu_dash": (relu_dash_rows_loop, 1),
+    "relu_and_dash": (relu_and_dash_rows_loop, 2),
+}
+"""Loops over the C-contiguous rows of a 2-d array, each row with its own leak."""
 
 
 def _compile(decorator: Callable[..., Any], func: Callable[..., Any]) -> Any:
@@ -84,19 +115,39 @@ def _compile(decorator: Callable[..., Any], func: Callable[..., Any]) -> Any:
 
 
 @functools.cache
-def loop(name: str, in_dtype: np.dtype, out_dtype: np.dtype) -> Callable[..., None]:
-    """The compiled loop ``name`` for one pair of dtypes, called ``loop(x, *extras, *outs)``
-    on C-contiguous 1-d arrays. The extras are the leak in ``out_dtype``, or for the
-    lookups uint16 tables."""
+def rows_loop(name: str, in_dtype: np.dtype, out_dtype: np.dtype) -> Callable[..., None]:
+    """The compiled rows loop ``name``, called ``loop(x, leaks, *outs)`` on 2-d
+    C-contiguous arrays and a 1-d array of one leak per row, in ``out_dtype``."""
+    func, n_outputs = ROWS_LOOPS[name]
+    y_type = numba.from_dtype(out_dtype)
+    x_array = numba.types.Array(numba.from_dtype(in_dtype), 2, "C", readonly=True)
+    leaks = numba.types.Array(y_type, 1, "A", readonly=True)
+    signature = numba.void(x_array, leaks, *[numba.types.Array(y_type, 2, "C")] * n_outputs)
+    return _compile(lambda **kw: numba.njit([signature], nogil=True, **kw), func)
+
+
+@functools.cache
+def loop(name: str, flat: bool, in_dtype: np.dtype, out_dtype: np.dtype) -> Callable[..., None]:
+    """The compiled loop ``name`` for one pair of dtypes, called ``loop(x, *extras, *outs)``.
+
+    ``flat`` selects the ``njit`` version over C-contiguous 1-d arrays; otherwise the
+    ``guvectorize`` version over the last axis of arrays of any shape and strides,
+    whose extras broadcast over the other axes (a leak per row).
+    The extras are the leak in ``out_dtype``, or for the lookups uint16 tables.
+    """
     func, n_outputs = LOOPS[name]
     x_type, y_type = numba.from_dtype(in_dtype), numba.from_dtype(out_dtype)
     # Inputs typed read-only accept writeable arrays too (read-only ones, such as a
     # memory-mapped file opened for reading, would match no writeable signature).
-    x_array = numba.types.Array(x_type, 1, "C", readonly=True)
-    y_array = numba.types.Array(y_type, 1, "C")
+    layout = numba.types.Array(x_type, 1, "C" if flat else "A", readonly=True)
+    y_array = numba.types.Array(y_type, 1, "C" if flat else "A")
     if name.startswith("lookup"):
         extras = [numba.types.Array(y_type, 1, "C", readonly=True)] * n_outputs
+        core = ",".join(["(m)"] * n_outputs)
     else:
-        extras = [y_type]
-    signature = numba.void(x_array, *extras, *[y_array] * n_outputs)
-    return _compile(lambda **kw: numba.njit([signature], nogil=True, **kw), func)
+        extras, core = [y_type], "()"
+    signature = numba.void(layout, *extras, *[y_array] * n_outputs)
+    if flat:
+        return _compile(lambda **kw: numba.njit([signature], nogil=True, **kw), func)
+    gufunc_layout = f"(n),{core}->" + ",".join(["(n)"] * n_outputs)
+    return _compile(lambda **kw: numba.guvectorize([signature], gufunc_layout, **kw), func)

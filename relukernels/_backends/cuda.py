@@ -5,7 +5,7 @@ Inputs and outputs are never copied: the kernels get the arrays' pointers, shape
 strides. What differs between libraries sits in one adapter each: how to read an
 array's layout cheaply, how to allocate an output (in the input's library, on its
 device, in its memory order), which device to make current, and which stream is the
-caller's (CuPy's and PyTorch's current stream; the legacy default stream otherwise).
+caller's (CuPy's and PyTorch's current stream; the interface's ``stream`` field).
 Nothing here imports CUDA until an array of this backend arrives.
 """
 
@@ -140,7 +140,9 @@ class _InterfaceArrays:
 
     @staticmethod
     def stream(x: Any) -> int:
-        return 0
+        """Version 3's ``stream`` (1: the legacy default stream, 2: the per-thread
+        one, else a stream's handle); the legacy default stream where none is given."""
+        return x.__cuda_array_interface__.get("stream") or 0
 
 
 _ADAPTERS = {"cupy": _CupyArrays, "torch": _TorchArrays}

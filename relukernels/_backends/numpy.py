@@ -1,19 +1,27 @@
-"""NumPy arrays: the ufuncs of ``relukernels.ufuncs``, and a threaded fast path.
+"""NumPy arrays: Numba loops for a scalar leak, the ufuncs of ``relukernels.ufuncs``
+for the rest.
 
-How a call runs:
+How a call runs (benchmarks/RESULTS.md has the measurements behind each choice):
 
 - a scalar leak over arrays that are all C- (or all F-) contiguous and do not
-  overlap runs the Numba loops of ``_numba_cpu`` over 1-d views, on chunks in
-  threads when large; float16, which Numba lacks, maps its bit patterns through
-  tables of all 65,536 results that NumPy itself computed;
-- anything else (strided views, overlapping ``out``, array leaks) calls the ufunc,
-  whose NumPy machinery handles broadcasting, strides and overlap;
-- real dtypes without a loop (longdouble) take the formula in NumPy's operations.
+  overlap runs the ``njit`` loops of ``_numba_cpu`` over 1-d views, on chunks in
+  threads when large;
+- a scalar leak over any other layout runs the strided ``guvectorize`` loop along the
+  axis with the smallest stride, NumPy's gufunc machinery doing the other axes and
+  any overlap;
+- an array leak that is constant along ``x``'s trailing axes (PReLU's ``(C, 1, 1)``
+  against ``(N, C, H, W)``) runs the rows loops, each row of those axes with its own
+  leak, in threads when large; any other array leak calls the ufunc, whose
+  machinery broadcasts it;
+- float16, which Numba lacks, maps its bit patterns through tables of all 65,536
+  results that NumPy itself computed (the ufunc for array leaks); real dtypes
+  without a loop (longdouble) take the formula in NumPy's operations.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -99,8 +107,11 @@ class NumpyBackend:
             with np.errstate(all="ignore"):
                 for out, formula in zip(checked, op.formulas):
                     out[...] = formula(np, x, a, dtype)
-        elif isinstance(a, np.ndarray) or overlaps or not _fast(op, x, a, checked):
-            call_ufunc(op, x, a, dtype, checked)
+        elif isinstance(a, np.ndarray):
+            if x.dtype == _FLOAT16 or not _by_rows(op, x, a, checked, overlaps):
+                call_ufunc(op, x, a, dtype, checked)
+        elif overlaps or not _flat(op, x, a, checked):
+            _strided(op, x, a, checked)
         return checked
 
 
@@ -123,38 +134,88 @@ def call_ufunc(op: Operation, x: Any, a: Any, dtype: np.dtype | None, outs: tupl
     return results
 
 
-def _fast(op: Operation, x: np.ndarray, a: int | float, outs: list) -> bool:
-    """Run ``op`` on the Numba loops if every array is contiguous in one order;
-    return whether it ran."""
+def _flat(op: Operation, x: np.ndarray, a: int | float, outs: list) -> bool:
+    """Run ``op`` on the ``njit`` loops if every array is contiguous in one order, on
+    chunks in threads when large; return whether it ran."""
     arrays = [x, *outs]
     c_order = all(array.flags.c_contiguous for array in arrays)
     if not c_order and not all(array.flags.f_contiguous for array in arrays):
         return False
     if x.ndim != 1:
         arrays = [array.reshape(-1) if c_order else array.T.reshape(-1) for array in arrays]
-    if x.dtype == _FLOAT16:
-        tables = _float16_tables(a)
-        name = "lookup" if op.nout == 1 else "lookup_pair"
-        extras = tuple(tables[element.__name__] for element in op.elements)
-        arrays = [array.view(_UINT16) for array in arrays]
-        kernel = _loops[name, _UINT16, _UINT16]
-    else:
-        extras = (outs[0].dtype.type(a),)
-        kernel = _loops[op.name, x.dtype, outs[0].dtype]
-    _in_chunks(kernel, arrays, extras)
+    kernel, extras, arrays = _loop(op, "flat", a, arrays)
+    _in_chunks(lambda lo, hi: kernel(arrays[0][lo:hi], *extras, *[y[lo:hi] for y in arrays[1:]]),
+               len(arrays[0]), x.size, _CHUNK_ALIGN)
     return True
 
 
-def _in_chunks(kernel: Callable[..., None], arrays: list[np.ndarray], extras: tuple) -> None:
-    """``kernel(x, *extras, *outs)`` over 1-d ``arrays``, on chunks in threads when large."""
-    size = len(arrays[0])
-    if size < PARALLEL_MIN_SIZE or num_threads() == 1:
-        kernel(arrays[0], *extras, *arrays[1:])
+def _strided(op: Operation, x: np.ndarray, a: int | float, outs: list) -> None:
+    """Run ``op``'s strided loop along the axis of ``x`` with the smallest stride
+    (unit axes dropped, so that a column view is one long run)."""
+    keep = tuple(d for d, n in enumerate(x.shape) if n != 1) or (0,)
+    arrays = [array.reshape([array.shape[d] for d in keep]) if x.ndim else array.reshape(1) for array in (x, *outs)]
+    inner = int(np.argmin([abs(s) for s in arrays[0].strides]))
+    arrays = [np.moveaxis(array, inner, -1) for array in arrays]
+    kernel, extras, arrays = _loop(op, "strided", a, arrays)
+    kernel(arrays[0], *extras, *arrays[1:])
+
+
+_MIN_ROW = 64
+"""Rows shorter than this call the ufunc instead: the loop's cost per row dominates."""
+
+
+def _by_rows(op: Operation, x: np.ndarray, a: np.ndarray, outs: list, overlaps: bool) -> bool:
+    """Run ``op``'s rows loop over ``x`` seen as rows of the trailing axes along which
+    the leak ``a`` is constant, each row with its own leak, on chunks of rows in
+    threads when large; return whether ``x`` and the outputs allow it (C-contiguous
+    rows, long enough to pay for the loop's cost per row)."""
+    leak = np.broadcast_to(a, x.shape)
+    trailing = 0
+    while trailing < x.ndim and (leak.strides[-1 - trailing] == 0 or x.shape[-1 - trailing] == 1):
+        trailing += 1
+    lead = x.shape[: x.ndim - trailing]
+    row = math.prod(x.shape[x.ndim - trailing :])
+    if not trailing or row < _MIN_ROW:
+        return False
+    rows = math.prod(lead)
+    try:  # each row must be one run in memory: no copies
+        arrays = [np.reshape(array, (rows, row), copy=False) for array in (x, *outs)]
+    except ValueError:
+        return False
+    row_leaks = np.broadcast_to(leak[(..., *[0] * trailing)], lead).reshape(rows)
+    if not all(array.flags.c_contiguous for array in arrays):
+        return False
+    kernel = _loops["rows", op.name, x.dtype, outs[0].dtype]
+    if overlaps:
+        arrays = [arrays[0].copy(), *arrays[1:]]
+    _in_chunks(lambda lo, hi: kernel(arrays[0][lo:hi], row_leaks[lo:hi], *[y[lo:hi] for y in arrays[1:]]),
+               rows, x.size, 1)
+    return True
+
+
+def _loop(op: Operation, kind: str, a: int | float, arrays: list[np.ndarray]) -> tuple:
+    """The compiled ``kind`` ("flat" or "strided") loop for ``op`` over ``arrays``
+    (``x``, then the outputs), its extra arguments, and the arrays as it takes them:
+    float16 runs the lookup loops over bit patterns."""
+    if arrays[0].dtype == _FLOAT16:
+        tables = _float16_tables(a)
+        name = "lookup" if op.nout == 1 else "lookup_pair"
+        extras = tuple(tables[element.__name__] for element in op.elements)
+        return _loops[kind, name, _UINT16, _UINT16], extras, [array.view(_UINT16) for array in arrays]
+    out_dtype = arrays[1].dtype
+    return _loops[kind, op.name, arrays[0].dtype, out_dtype], (out_dtype.type(a),), arrays
+
+
+def _in_chunks(run: Callable[[int, int], None], length: int, size: int, align: int) -> None:
+    """``run(lo, hi)`` over ``range(length)``: at once when ``size`` (the elements
+    behind it) is small, else on chunks (multiples of ``align``) in threads."""
+    pieces = min(num_threads(), length)
+    if size < PARALLEL_MIN_SIZE or pieces < 2:
+        run(0, length)
         return
-    bounds = _chunk_bounds(size, min(num_threads(), size))
-    chunks = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds, bounds[1:])]
-    futures = [_thread_pool().submit(kernel, c[0], *extras, *c[1:]) for c in chunks[1:]]
-    kernel(chunks[0][0], *extras, *chunks[0][1:])
+    bounds = _chunk_bounds(length, pieces, align)
+    futures = [_thread_pool().submit(run, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    run(bounds[0], bounds[1])
     for future in futures:
         future.result()
 
@@ -185,20 +246,26 @@ def _float16_tables(a: float) -> dict[str, np.ndarray]:
 
 
 class _CompiledLoops(dict):
-    """Compiled loops by (name, input dtype, output dtype), compiled on first use."""
+    """Compiled loops by (kind: "flat", "strided" or "rows", name, input dtype,
+    output dtype), compiled (or loaded from Numba's disk cache) on first use."""
 
     def __missing__(self, key: tuple) -> Callable[..., None]:
         from . import _numba_cpu
 
-        loop = self[key] = _numba_cpu.loop(*key)
+        kind, *signature = key
+        if kind == "rows":
+            loop = _numba_cpu.rows_loop(*signature)
+        else:
+            loop = _numba_cpu.loop(signature[0], kind == "flat", *signature[1:])
+        self[key] = loop
         return loop
 
 
 _loops = _CompiledLoops()
 
 
-def _chunk_bounds(length: int, pieces: int) -> list[int]:
+def _chunk_bounds(length: int, pieces: int, align: int) -> list[int]:
     step = -(-length // pieces)
-    if length >= pieces * _CHUNK_ALIGN:
-        step = -(-step // _CHUNK_ALIGN) * _CHUNK_ALIGN
+    if length >= pieces * align:
+        step = -(-step // align) * align
     return [min(i * step, length) for i in range(pieces)] + [length]
