@@ -37,6 +37,33 @@ class Case:
     times: list[float] = field(default_factory=list)
 
 
+def _copy_loop(x, y):
+    for i in range(x.shape[0]):
+        y[i] = x[i]
+
+
+def copy_limit_cases(x: np.ndarray, y: np.ndarray) -> list[Case]:
+    """The candidates for the copy limit of 1-d ``x`` into ``y``: ``np.copyto`` and a
+    compiled copy loop, each in one thread and in one thread per core (the backend's
+    pool). The limit is the fastest of them, measured in the same run."""
+    import numba
+
+    from ._backends import numpy as numpy_backend
+
+    loop = numba.njit(nogil=True)(_copy_loop)
+    threads = numpy_backend.num_threads()
+
+    def threaded(copy: Callable[[np.ndarray, np.ndarray], Any]) -> Callable[[], None]:
+        return lambda: numpy_backend._in_chunks(lambda lo, hi: copy(x[lo:hi], y[lo:hi]), x.size, x.size, 1024)
+
+    return [
+        Case("copy: np.copyto, 1 thread", lambda: np.copyto(y, x), 2 * x.nbytes),
+        Case("copy: numba loop, 1 thread", lambda: loop(x, y), 2 * x.nbytes),
+        Case(f"copy: np.copyto, {threads} threads", threaded(np.copyto), 2 * x.nbytes),
+        Case(f"copy: numba loop, {threads} threads", threaded(loop), 2 * x.nbytes),
+    ]
+
+
 def _seed_relu(x: np.ndarray, leak: float) -> np.ndarray:
     return np.where(x <= 0, leak * x, x)
 

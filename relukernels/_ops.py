@@ -5,7 +5,7 @@ wrappers are built from this table, so a new operation is one entry here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import _scalar
@@ -48,15 +48,14 @@ class Operation:
     """Element formulas ``f(x, a)``, one per output, compiled by Numba (CPU and CUDA)."""
     formulas: tuple[Callable[[Any, Any, Any, Any], Any], ...]
     """The same formulas as ``f(xp, x, a, dtype)`` in an array-API namespace."""
+    nout: int = field(init=False)
+    out_names: tuple[str, ...] = field(init=False)
+    """How errors name each output."""
 
-    @property
-    def nout(self) -> int:
-        return len(self.elements)
-
-    @property
-    def out_names(self) -> tuple[str, ...]:
-        """How errors name each output."""
-        return ("out",) if self.nout == 1 else tuple(f"out[{i}]" for i in range(self.nout))
+    def __post_init__(self) -> None:
+        nout = len(self.elements)
+        object.__setattr__(self, "nout", nout)
+        object.__setattr__(self, "out_names", ("out",) if nout == 1 else tuple(f"out[{i}]" for i in range(nout)))
 
 
 RELU = Operation("relu", (_scalar.relu,), (relu_formula,))

@@ -150,6 +150,7 @@ class IntegerRule:
 
 _rules: dict[Any, dict[Any, FloatRule | IntegerRule]] = {}
 """Rules by namespace, then dtype: dtypes of two namespaces are never compared."""
+_numpy_rules = _rules.setdefault(np, {})
 
 
 def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
@@ -198,7 +199,8 @@ def numpy_result(dtype: Any, leak: int | float) -> tuple[int | float, Any]:
     """The leak to compute with and the result dtype, for an array of NumPy ``dtype``:
     the input's dtype, or float64 for an integer dtype with a fractional leak (NumPy's
     promotion, as in the seed). Raises as ``dtype_rule`` does."""
-    a, keeps_dtype = dtype_rule(np, dtype).resolve(leak)
+    rule = _numpy_rules.get(dtype) or dtype_rule(np, dtype)
+    a, keeps_dtype = rule.resolve(leak)
     return a, (dtype if keeps_dtype else np.dtype(np.float64))
 
 

@@ -84,19 +84,20 @@ class NumpyBackend:
 
     def run(self, op: Operation, x: np.ndarray, leak: Any, outs: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array)."""
-        if _validate.is_array_leak(leak):
-            if not isinstance(leak, np.ndarray):
-                raise TypeError(f"leak must be a NumPy array for a NumPy x, got {type(leak).__name__}")
+        if type(leak) is float or type(leak) is int:
+            a, dtype = _validate.numpy_result(x.dtype, leak)
+        elif isinstance(leak, np.ndarray):
             a, dtype = _validate.array_leak(np, leak, x.shape, x.dtype)
         else:
-            a, dtype = _validate.numpy_result(x.dtype, leak)
+            raise TypeError(f"leak must be a number or a NumPy array for a NumPy x, got {type(leak).__name__}")
         overlaps = False
         checked = []
         for out, name in zip(outs, op.out_names):
             if out is None:
                 out = np.empty_like(x, dtype=dtype)
             else:
-                _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
+                if not (type(out) is np.ndarray and out.shape == x.shape and out.dtype == dtype and out.flags.writeable):
+                    _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
                 overlaps = overlaps or _overlap(out, x)
             checked.append(out)
         if len(checked) == 2 and _overlap(*checked):
@@ -138,14 +139,19 @@ def _flat(op: Operation, x: np.ndarray, a: int | float, outs: list) -> bool:
     """Run ``op`` on the ``njit`` loops if every array is contiguous in one order, on
     chunks in threads when large; return whether it ran."""
     arrays = [x, *outs]
-    c_order = all(array.flags.c_contiguous for array in arrays)
-    if not c_order and not all(array.flags.f_contiguous for array in arrays):
+    if x.flags.c_contiguous and outs[0].flags.c_contiguous and outs[-1].flags.c_contiguous:
+        if x.ndim != 1:
+            arrays = [array.reshape(-1) for array in arrays]
+    elif x.flags.f_contiguous and outs[0].flags.f_contiguous and outs[-1].flags.f_contiguous:
+        arrays = [array.T.reshape(-1) for array in arrays]
+    else:
         return False
-    if x.ndim != 1:
-        arrays = [array.reshape(-1) if c_order else array.T.reshape(-1) for array in arrays]
     kernel, extras, arrays = _loop(op, "flat", a, arrays)
-    _in_chunks(lambda lo, hi: kernel(arrays[0][lo:hi], *extras, *[y[lo:hi] for y in arrays[1:]]),
-               len(arrays[0]), x.size, _CHUNK_ALIGN)
+    if x.size < PARALLEL_MIN_SIZE:
+        kernel(arrays[0], *extras, *arrays[1:])
+    else:
+        _in_chunks(lambda lo, hi: kernel(arrays[0][lo:hi], *extras, *[y[lo:hi] for y in arrays[1:]]),
+                   x.size, x.size, _CHUNK_ALIGN)
     return True
 
 
@@ -202,8 +208,9 @@ def _loop(op: Operation, kind: str, a: int | float, arrays: list[np.ndarray]) ->
         name = "lookup" if op.nout == 1 else "lookup_pair"
         extras = tuple(tables[element.__name__] for element in op.elements)
         return _loops[kind, name, _UINT16, _UINT16], extras, [array.view(_UINT16) for array in arrays]
-    out_dtype = arrays[1].dtype
-    return _loops[kind, op.name, arrays[0].dtype, out_dtype], (out_dtype.type(a),), arrays
+    # The leak goes as a Python number, which Numba converts to the loop's type
+    # (correctly rounded) faster than it types a NumPy scalar.
+    return _loops[kind, op.name, arrays[0].dtype, arrays[1].dtype], (a,), arrays
 
 
 def _in_chunks(run: Callable[[int, int], None], length: int, size: int, align: int) -> None:
