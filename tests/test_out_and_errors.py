@@ -12,6 +12,7 @@ import oracle
 from strategies import leaks_for, strided_arrays
 
 FUNCTIONS = [rk.relu, rk.relu_dash]
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # leak * x beyond the dtype
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
