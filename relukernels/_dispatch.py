@@ -3,8 +3,9 @@
 Arrays of a known library are recognised with ``array_api_compat``'s ``is_*_array``
 checks, which never import the library; that decision depends on the type alone
 and is cached per exact type, so a repeated call costs one dictionary lookup. Only
-arrays of no known library are asked for ``__cuda_array_interface__`` (whose
-presence can depend on the instance) and NumPy's ufunc protocol, on every call.
+arrays of no known library are asked for ``__cuda_array_interface__``, whose
+presence can depend on the instance, on every call; a container with NumPy's ufunc
+protocol whose type has no such attribute is cached like a library's array.
 Adding a backend means adding its module and one entry in ``_by_library``.
 """
 
@@ -28,7 +29,9 @@ GENERIC = GenericBackend()
 UFUNC_PROTOCOL = UfuncProtocolBackend()
 
 _ARRAY_LIKES = (list, tuple, int, float, np.generic)
-_by_type: dict[type, Backend] = {np.ndarray: NUMPY}
+_by_type: dict[type, Backend] = {np.ndarray: NUMPY, np.memmap: NUMPY}
+"""Backends by exact type. ``np.memmap`` is an ndarray for the kernels: NumPy's own
+ufuncs return plain arrays for it too."""
 
 
 def _by_library() -> list[tuple[Callable[[Any], bool], Backend]]:
@@ -63,6 +66,8 @@ def backend_for(x: Any) -> tuple[Backend, Any]:
     if hasattr(x, "__cuda_array_interface__"):
         return CUDA, x
     if getattr(type(x), "__array_ufunc__", None) is not None:
+        if not hasattr(type(x), "__cuda_array_interface__"):  # then no instance has one
+            _by_type[type(x)] = UFUNC_PROTOCOL
         return UFUNC_PROTOCOL, x
     import array_api_compat
 

@@ -14,26 +14,30 @@ from . import _scalar
 def relu_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:
     """``where(x <= 0, a * x, x)`` in namespace ``xp``, an exact zero where ``a == 0``.
 
-    ``a`` is the leak as ``_validate.resolve_leak`` gives it: a Python number, or an
+    ``a`` is the leak as ``generic.resolve_leak`` gives it: a Python number, or an
     array of ``xp`` in the result ``dtype`` that broadcasts to ``x``'s shape.
     """
     if isinstance(a, (int, float)):
         if a == 0:
             return xp.where(x <= 0, xp.zeros_like(x), x)
         if dtype == x.dtype:
-            a = xp.asarray(a, dtype=dtype, device=_device(x))
+            a = xp.asarray(a, dtype=dtype, device=device_of(x))
         return xp.where(x <= 0, a * x, x)
-    return xp.where(x <= 0, a * xp.where(a != 0, x, xp.zeros_like(x)), x)
+    # 0 * inf would be NaN: where the leak is 0, an infinite x becomes 0 first. (Not
+    # x as a whole: the derivative with respect to a leak of 0 is still x.)
+    safe_x = xp.where((a == 0) & xp.isinf(x), xp.zeros_like(x), x)
+    return xp.where(x <= 0, a * safe_x, x)
 
 
 def relu_dash_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:
     """``where(x <= 0, a, 1)`` in the result ``dtype``."""
     if isinstance(a, (int, float)):
-        a = xp.asarray(a, dtype=dtype, device=_device(x))
+        a = xp.asarray(a, dtype=dtype, device=device_of(x))
     return xp.where(x <= 0, a, xp.ones_like(x, dtype=dtype))
 
 
-def _device(x: Any) -> Any:
+def device_of(x: Any) -> Any:
+    """The device of array ``x``, as ``array_api_compat`` reads it."""
     import array_api_compat
 
     return array_api_compat.device(x)
@@ -48,6 +52,8 @@ class Operation:
     """Element formulas ``f(x, a)``, one per output, compiled by Numba (CPU and CUDA)."""
     formulas: tuple[Callable[[Any, Any, Any, Any], Any], ...]
     """The same formulas as ``f(xp, x, a, dtype)`` in an array-API namespace."""
+    parts: tuple[str, ...]
+    """The single-output operations that give each result (``(name,)`` for one)."""
     nout: int = field(init=False)
     out_names: tuple[str, ...] = field(init=False)
     """How errors name each output."""
@@ -58,8 +64,10 @@ class Operation:
         object.__setattr__(self, "out_names", ("out",) if nout == 1 else tuple(f"out[{i}]" for i in range(nout)))
 
 
-RELU = Operation("relu", (_scalar.relu,), (relu_formula,))
-RELU_DASH = Operation("relu_dash", (_scalar.relu_dash,), (relu_dash_formula,))
-RELU_AND_DASH = Operation("relu_and_dash", (_scalar.relu, _scalar.relu_dash), (relu_formula, relu_dash_formula))
+RELU = Operation("relu", (_scalar.relu,), (relu_formula,), ("relu",))
+RELU_DASH = Operation("relu_dash", (_scalar.relu_dash,), (relu_dash_formula,), ("relu_dash",))
+RELU_AND_DASH = Operation(
+    "relu_and_dash", (_scalar.relu, _scalar.relu_dash), (relu_formula, relu_dash_formula), ("relu", "relu_dash")
+)
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in (RELU, RELU_DASH, RELU_AND_DASH)}

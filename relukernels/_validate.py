@@ -33,6 +33,8 @@ def leak(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return leak(float(value))
     ndim = getattr(value, "ndim", None)
+    if _traced(value):  # a JAX leak under jit or grad: an array, whose values come later
+        return value
     if ndim == 0 and hasattr(value, "item"):
         return leak(value.item())
     if isinstance(value, (list, tuple)):

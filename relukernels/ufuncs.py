@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numba
 import numpy as np
 
-from . import _scalar
+from ._backends._numba_cpu import relu_dash_element, relu_element
 from ._ops import OPERATIONS, Operation
 
 DTYPES = tuple(np.dtype(c) for c in "i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
@@ -39,13 +39,9 @@ DTYPES = tuple(np.dtype(c) for c in "i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
 that the inputs cast to safely, so ``int8`` with an integer leak stays ``int8``."""
 
 
-_relu = numba.njit(inline="always")(_scalar.relu)
-_relu_dash = numba.njit(inline="always")(_scalar.relu_dash)
-
-
 def _relu_and_dash(x, a, y, dy):
-    y[0] = _relu(x, a)
-    dy[0] = _relu_dash(x, a)
+    y[0] = relu_element(x, a)
+    dy[0] = relu_dash_element(x, a)
 
 
 _relu_and_dash.__name__ = "relu_and_dash"  # the ufunc's name

@@ -76,7 +76,10 @@ def broadcast_leaks(draw, shape: tuple[int, ...], dtype: np.dtype):
         leak_dtype = draw(st.sampled_from([np.dtype(np.float64), np.dtype(np.float32), dtype]))
         elements = st.floats(-10, 10, width=min(leak_dtype.itemsize * 8, 64))
     else:
-        leak_dtype = draw(st.sampled_from([np.dtype(np.int64), np.dtype(np.float64)]))
+        leak_dtype = draw(st.sampled_from([np.dtype(c) for c in ("i8", "i1", "f8", "f4", "f2")]))
         low = 0 if dtype.kind == "u" else -5
-        elements = st.integers(low, 5) if leak_dtype.kind == "i" else st.floats(low * 2, 10)
+        if leak_dtype.kind == "i":
+            elements = st.integers(low, 5)
+        else:
+            elements = st.floats(low * 2, 10, width=leak_dtype.itemsize * 8)
     return draw(hnp.arrays(leak_dtype, leak_shape, elements=elements))

@@ -74,9 +74,18 @@ def test_torch_cpu_against_the_oracle_and_prelu():
 def test_torch_cpu(case):
     torch = pytest.importorskip("torch")
     x, leak = case
-    # A 0-d leak is a scalar, which PyTorch promotes with an integer x to its default float.
-    assume(leak.ndim or x.dtype.kind == "f" or leak.dtype.kind == "i")
+    # PyTorch promotes an integer x with a floating leak its own way (next test).
+    assume(x.dtype.kind == "f" or leak.dtype.kind == "i")
     _check(rk.relu_and_dash(torch.from_numpy(x), torch.from_numpy(leak)), x, leak, lambda t: t.numpy())
+
+
+def test_torch_integer_x_with_a_floating_leak_follows_torch_promotion():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([[-3, 4]], dtype=torch.int32)
+    leak = torch.tensor([[0.5]], dtype=torch.float32)
+    result = rk.relu(x, leak)
+    assert result.dtype == torch.where(x <= 0, leak * x, x).dtype == torch.float32
+    assert result.tolist() == [[-1.5, 4.0]]
 
 
 def test_torch_formula_path_bfloat16():
@@ -131,3 +140,56 @@ def test_array_api_strict():
     leak_np = np.array([[0.5], [0.0], [-1.0]])
     x, leak = xp.asarray(x_np), xp.asarray(leak_np)
     _check(rk.relu_and_dash(x, leak), x_np, leak_np, lambda a: np.asarray(a.to_device(xp.Device("CPU_DEVICE"))))
+
+
+def test_torch_prelu_gradients():
+    """A leak tensor that requires grad gets PReLU's gradient: as torch.where(x > 0, x,
+    w * x) and F.prelu give; x's gradient is unchanged by it."""
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, generator=generator).requires_grad_()
+    w = torch.tensor([0.0, 0.1, -0.5]).reshape(3, 1, 1).requires_grad_()
+    g = torch.randn(4, 3, 5, 5, generator=generator)
+    rk.relu(x, w).backward(g)
+    ours = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    torch.where(x > 0, x, w * x).backward(g)
+    assert torch.equal(ours[0], x.grad)
+    torch.testing.assert_close(ours[1], w.grad)
+    x.grad = None
+    w_prelu = w.detach().reshape(3).requires_grad_()
+    torch.nn.functional.prelu(x, w_prelu).backward(g)
+    assert torch.equal(ours[0], x.grad)
+    torch.testing.assert_close(ours[1].reshape(3), w_prelu.grad)
+
+
+def test_torch_leak_gradients_gradcheck_and_without_x_grad():
+    torch = pytest.importorskip("torch")
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: rk.relu(a, b), (x, w))
+    assert torch.autograd.gradcheck(lambda b: rk.relu_dash(x.detach(), b), (w,))
+    plain = torch.randn(5, 2)
+    leak = torch.zeros(2, requires_grad=True)  # a leak that starts at 0 still learns
+    rk.relu(plain, leak).sum().backward()
+    torch.testing.assert_close(leak.grad, torch.where(plain <= 0, plain, 0).sum(0))
+
+
+def test_jax_leak_gradients_jit_and_vmap():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x = jnp.array([[-1.0, 2.0], [-3.0, 0.5]])
+
+    def reference(leak):
+        return jnp.where(x > 0, x, leak * x).sum()
+
+    def ours(leak):
+        return rk.relu(x, leak).sum()
+
+    assert jax.grad(ours)(0.1) == jax.grad(reference)(0.1) == -4.0
+    zeros = jnp.zeros((2, 1))  # a leak of 0 still has a gradient
+    np.testing.assert_array_equal(jax.grad(ours)(zeros), jax.grad(reference)(zeros))
+    np.testing.assert_array_equal(jax.jit(ours)(jnp.float32(0.1)), reference(jnp.float32(0.1)))
+    np.testing.assert_array_equal(jax.jit(jax.grad(ours))(jnp.float32(0.0)), -4.0)
+    rows = jax.vmap(lambda row, leak: rk.relu(row, leak))(x, jnp.array([0.1, 0.2]))
+    np.testing.assert_allclose(rows, [[-0.1, 2.0], [-0.6, 0.5]])

@@ -118,3 +118,42 @@ def test_container_errors_name_the_argument():
         rk.relu(pd.Series([True, False]))
     with pytest.raises(ValueError, match="leak .* shape"):
         rk.relu(series, np.ones(3))
+
+
+def test_dataframe_is_checked_column_by_column_before_anything_is_computed():
+    frame = pd.DataFrame({"half": np.array([-2, 3], np.float16), "small": np.array([-4, 5], np.int8)})
+    result = rk.relu(frame, 0.5)
+    assert result.dtypes.tolist() == [np.float16, np.float64]  # float16 kept; int8 with 0.5 promotes
+    y, dy = rk.relu_and_dash(frame, 2)
+    assert y.dtypes.tolist() == dy.dtypes.tolist() == [np.float16, np.int8]
+    np.testing.assert_array_equal(y["small"], [-8, 5])
+    for call, error in [
+        (lambda: rk.relu(frame, 1000), ValueError),  # does not fit int8
+        (lambda: rk.relu(pd.DataFrame({"flag": [True]})), TypeError),
+        (lambda: rk.relu(frame, np.ones(2)), TypeError),
+        (lambda: rk.relu(frame, out=frame), TypeError),
+    ]:
+        with pytest.raises(error):
+            call()
+
+
+def test_masked_out_errors_write_nothing_and_in_place_reads_first():
+    masked = np.ma.masked_array([-2.0, 3.0], mask=[False, True])
+    good, bad = np.zeros(2), np.zeros(2, np.int8)
+    with pytest.raises(TypeError, match="out\\[1\\]"):
+        rk.relu_and_dash(masked, out=(good, bad))
+    assert not good.any()
+    x = np.ma.masked_array([-2.0, 3.0])
+    dy = np.zeros(2)
+    rk.relu_and_dash(x, -1.0, out=(x, dy))
+    np.testing.assert_array_equal(np.asarray(x), [2.0, 3.0])
+    np.testing.assert_array_equal(dy, [-1.0, 1.0])
+
+
+def test_memmap_runs_the_numpy_kernels(tmp_path):
+    values = np.linspace(-1, 1, 10)
+    mapped = np.memmap(tmp_path / "x.bin", dtype=np.float64, mode="w+", shape=(10,))
+    mapped[:] = values
+    result = rk.relu(mapped, 0.5)
+    assert type(result) is np.ndarray  # as np.maximum gives
+    np.testing.assert_array_equal(result, oracle.relu(values, 0.5), strict=True)

@@ -128,3 +128,25 @@ def test_bad_input_raises_naming_the_argument_and_writes_nothing(call, error, wo
 )
 def test_leak_may_be_a_numpy_scalar_or_0d_array(leak, expected):
     np.testing.assert_array_equal(rk.relu(np.array([-2.0]), leak), [-2.0 * expected])
+
+
+@pytest.mark.parametrize(
+    "make_x, leak",
+    [
+        (lambda: np.linspace(-3, 3, 7), -1.0),  # the flat loop
+        (lambda: np.linspace(-3, 3, 14)[::2], -1.0),  # the strided loop
+        (lambda: np.linspace(-3, 3, 7).astype(np.float16), -1.0),  # the float16 tables
+        (lambda: np.linspace(-3, 3, 4 * 64).reshape(4, 64), np.array([[-1.0], [0.5], [-2.0], [0.0]])),  # rows
+        (lambda: np.linspace(-3, 3, 8).reshape(4, 2), np.array([-1.0, 0.5])),  # the ufunc
+    ],
+    ids=["flat", "strided", "float16", "rows", "ufunc"],
+)
+def test_relu_and_dash_into_x_reads_x_before_it_is_overwritten(make_x, leak):
+    """out=(x, dy): dy must be the derivative at the original x, also where the leak is
+    negative and the new x has changed sign."""
+    x = make_x()
+    expected = oracle.relu(x, leak), oracle.relu_dash(x, leak)
+    dy = np.empty(x.shape, expected[1].dtype)
+    rk.relu_and_dash(x, leak, out=(x, dy))
+    np.testing.assert_array_equal(x, expected[0], strict=True)
+    np.testing.assert_array_equal(dy, expected[1], strict=True)

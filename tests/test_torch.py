@@ -12,6 +12,7 @@ import oracle
 from strategies import leaks_for, strided_arrays
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # leak * x beyond the dtype
 
 # torch.from_numpy takes positive strides only; every other layout is drawn.
 TORCH_DTYPES = [np.dtype(c) for c in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1")]

@@ -78,6 +78,7 @@ def test_out():
     np.testing.assert_array_equal(y, oracle.relu(x, 0.5))
     y, dy = np.zeros_like(x), np.zeros_like(x)
     assert ufuncs.relu_and_dash(x, 0.5, out=(y, dy))[0] is y
+    np.testing.assert_array_equal(y, oracle.relu(x, 0.5))
     np.testing.assert_array_equal(dy, oracle.relu_dash(x, 0.5))
 
 

@@ -9,8 +9,8 @@ in a register and vectorizes the run. Each maps one 1-d array to one or two outp
 through the formulas of ``relukernels._scalar`` (or, for float16, through tables of
 all 65,536 results). A loop is compiled two ways: ``@njit(nogil=True)`` over
 C-contiguous 1-d arrays, which threads run on chunks; and ``@guvectorize`` over a
-strided last axis, with NumPy's gufunc machinery doing the other axes, overlap and a
-leak per row. Importing this module imports Numba; ``relukernels`` does so on the
+strided last axis, with NumPy's gufunc machinery doing the other axes and overlap.
+The rows loops take a 2-d C-contiguous array and one leak per row (PReLU). Importing this module imports Numba; ``relukernels`` does so on the
 first NumPy call.
 """
 
@@ -25,43 +25,46 @@ import numpy as np
 
 from .. import _scalar
 
-_relu = numba.njit(inline="always")(_scalar.relu)
-_relu_dash = numba.njit(inline="always")(_scalar.relu_dash)
+relu_element = numba.njit(inline="always")(_scalar.relu)
+relu_dash_element = numba.njit(inline="always")(_scalar.relu_dash)
+"""The element formulas as Numba functions, for these loops and for the ufuncs."""
 
 
 def relu_loop(x, a, y):
     for i in range(x.shape[0]):
-        y[i] = _relu(x[i], a)
+        y[i] = relu_element(x[i], a)
 
 
 def relu_dash_loop(x, a, y):
     for i in range(x.shape[0]):
-        y[i] = _relu_dash(x[i], a)
+        y[i] = relu_dash_element(x[i], a)
 
 
 def relu_and_dash_loop(x, a, y, dy):
     for i in range(x.shape[0]):
-        y[i] = _relu(x[i], a)
-        dy[i] = _relu_dash(x[i], a)
+        v = x[i]  # read once: y may be x itself
+        y[i] = relu_element(v, a)
+        dy[i] = relu_dash_element(v, a)
 
 
 def relu_rows_loop(x, a, y):
     for r in range(x.shape[0]):
         for i in range(x.shape[1]):
-            y[r, i] = _relu(x[r, i], a[r])
+            y[r, i] = relu_element(x[r, i], a[r])
 
 
 def relu_dash_rows_loop(x, a, y):
     for r in range(x.shape[0]):
         for i in range(x.shape[1]):
-            y[r, i] = _relu_dash(x[r, i], a[r])
+            y[r, i] = relu_dash_element(x[r, i], a[r])
 
 
 def relu_and_dash_rows_loop(x, a, y, dy):
     for r in range(x.shape[0]):
         for i in range(x.shape[1]):
-            y[r, i] = _relu(x[r, i], a[r])
-            dy[r, i] = _relu_dash(x[r, i], a[r])
+            v = x[r, i]  # read once: y may be x itself
+            y[r, i] = relu_element(v, a[r])
+            dy[r, i] = relu_dash_element(v, a[r])
 
 
 def lookup_loop(bits, table, y):
@@ -71,8 +74,9 @@ def lookup_loop(bits, table, y):
 
 def lookup_pair_loop(bits, table, dash_table, y, dy):
     for i in range(bits.shape[0]):
-        y[i] = table[bits[i]]
-        dy[i] = dash_table[bits[i]]
+        b = bits[i]  # read once: y may be bits itself
+        y[i] = table[b]
+        dy[i] = dash_table[b]
 
 
 LOOPS: dict[str, tuple[Callable[..., None], int]] = {
@@ -131,8 +135,7 @@ def loop(name: str, flat: bool, in_dtype: np.dtype, out_dtype: np.dtype) -> Call
     """The compiled loop ``name`` for one pair of dtypes, called ``loop(x, *extras, *outs)``.
 
     ``flat`` selects the ``njit`` version over C-contiguous 1-d arrays; otherwise the
-    ``guvectorize`` version over the last axis of arrays of any shape and strides,
-    whose extras broadcast over the other axes (a leak per row).
+    ``guvectorize`` version over the last axis of arrays of any shape and strides.
     The extras are the leak in ``out_dtype``, or for the lookups uint16 tables.
     """
     func, n_outputs = LOOPS[name]

@@ -55,9 +55,16 @@ def _as_list(results: Any) -> list:
 
 def _aligned_leak(da: Any, x: Any, leak: Any) -> Any:
     """``leak`` as a Dask array whose chunks line up with ``x``'s, checked to broadcast
-    to ``x``'s shape; its values are checked chunk by chunk, by the kernels."""
+    to ``x``'s shape. A NumPy leak's values are checked now; a Dask leak's chunk by
+    chunk, by the kernels, when the result is computed."""
+    if isinstance(leak, np.ndarray):  # its values are known: check them now
+        _validate.array_leak(np, leak, x.shape, x.dtype)
     leak = da.asarray(leak)
-    if np.broadcast_shapes(x.shape, leak.shape) != x.shape:
+    try:
+        broadcast = np.broadcast_shapes(x.shape, leak.shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != x.shape:
         raise ValueError(
             f"leak of shape {leak.shape} does not broadcast to x's shape {x.shape} without changing it"
         )

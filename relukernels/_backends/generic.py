@@ -6,13 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _validate
-from .._ops import Operation
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
+from .._ops import Operation, device_of
 
 
 def resolve_leak(xp: Any, x: Any, leak: Any) -> tuple[Any, Any]:
@@ -62,8 +56,8 @@ class GenericBackend:
                     expected_type=type(x),
                     shape=result.shape,
                     dtype=result.dtype,
-                    device=_device(x),
-                    device_of=_device,
+                    device=device_of(x),
+                    device_of=device_of,
                 )
         for result, out, name in zip(results, outs, op.out_names):
             if out is not None:

@@ -94,7 +94,7 @@ class NumpyBackend:
         checked = []
         for out, name in zip(outs, op.out_names):
             if out is None:
-                out = np.empty_like(x, dtype=dtype)
+                out = np.empty_like(x, dtype=dtype, subok=False)
             else:
                 if not (type(out) is np.ndarray and out.shape == x.shape and out.dtype == dtype and out.flags.writeable):
                     _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
@@ -109,7 +109,7 @@ class NumpyBackend:
                 for out, formula in zip(checked, op.formulas):
                     out[...] = formula(np, x, a, dtype)
         elif isinstance(a, np.ndarray):
-            if x.dtype == _FLOAT16 or not _by_rows(op, x, a, checked, overlaps):
+            if dtype not in _LOOP_DTYPES or x.dtype == _FLOAT16 or not _by_rows(op, x, a, checked, overlaps):
                 call_ufunc(op, x, a, dtype, checked)
         elif overlaps or not _flat(op, x, a, checked):
             _strided(op, x, a, checked)
@@ -206,7 +206,7 @@ def _loop(op: Operation, kind: str, a: int | float, arrays: list[np.ndarray]) ->
     if arrays[0].dtype == _FLOAT16:
         tables = _float16_tables(a)
         name = "lookup" if op.nout == 1 else "lookup_pair"
-        extras = tuple(tables[element.__name__] for element in op.elements)
+        extras = tuple(tables[part] for part in op.parts)
         return _loops[kind, name, _UINT16, _UINT16], extras, [array.view(_UINT16) for array in arrays]
     # The leak goes as a Python number, which Numba converts to the loop's type
     # (correctly rounded) faster than it types a NumPy scalar.
@@ -236,19 +236,20 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
 
 @functools.lru_cache(maxsize=64)
 def _float16_tables(a: float) -> dict[str, np.ndarray]:
-    """Every element formula of every float16 value, as uint16 bit patterns, by name.
+    """Every single-output operation of every float16 value, as uint16 bit patterns,
+    by the operation's name.
 
     NumPy's float16 product rounds the exact float32 product once, so these are the
     correctly rounded results that the contract asks for.
     """
-    from .._ops import RELU, RELU_DASH
+    from .._ops import OPERATIONS
 
     tables = {}
     with np.errstate(all="ignore"):
-        for op in (RELU, RELU_DASH):
+        for op in (op for op in OPERATIONS.values() if op.nout == 1):
             table = np.ascontiguousarray(op.formulas[0](np, _ALL_FLOAT16, a, _FLOAT16)).view(_UINT16)
             table.flags.writeable = False  # shared by every later call with this leak
-            tables[op.elements[0].__name__] = table
+            tables[op.name] = table
     return tables
 
 

@@ -1,8 +1,9 @@
 """PyTorch tensors: CPU tensors on the NumPy kernels through zero-copy views, CUDA
 tensors on the CUDA kernels on PyTorch's current stream, autograd kept working.
 
-A tensor that requires grad goes through a ``torch.autograd.Function`` whose backward
-multiplies by ``relu_dash``. Dtypes NumPy lacks (bfloat16), integer tensors with a
+A tensor (or a leak tensor) that requires grad goes through a
+``torch.autograd.Function`` whose backward multiplies by ``relu_dash`` and gives a
+leak tensor PReLU's gradient. Dtypes NumPy lacks (bfloat16), integer tensors with a
 fractional leak (PyTorch promotes them to its default float, not to float64), and
 tensors on devices without kernels take the formulas in PyTorch's own operations.
 """
@@ -27,17 +28,19 @@ class TorchBackend:
     name = "torch"
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
-        if not _tracks_grad(x):
+        if not _tracks_grad(x, leak):
             return _run(op, x, leak, outs)
         if any(out is not None for out in outs):
             raise TypeError(
-                "out= cannot be used when x requires grad: autograd cannot follow a write into "
-                "out (call it under torch.no_grad(), or without out=)"
+                "out= cannot be used when x or leak requires grad: autograd cannot follow a write "
+                "into out (call it under torch.no_grad(), or without out=)"
             )
         results = []
-        for element in op.elements:
-            if element is RELU.elements[0]:
+        for part in op.parts:
+            if part == RELU.name:
                 results.append(_relu_function().apply(x, leak))
+            elif getattr(leak, "requires_grad", False):  # linear in the leak
+                results.append(_formula(RELU_DASH, x.detach(), leak, (None,))[0])
             else:  # the derivative of a step is zero almost everywhere: no graph
                 results.append(_run(RELU_DASH, x.detach(), leak, (None,))[0])
         return results
@@ -72,10 +75,11 @@ def _run(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
     return results
 
 
-def _tracks_grad(x: Any) -> bool:
+def _tracks_grad(x: Any, leak: Any) -> bool:
     import torch
 
-    return x.requires_grad and torch.is_grad_enabled()
+    leak_requires_grad = getattr(leak, "requires_grad", False)
+    return (x.requires_grad or leak_requires_grad) and torch.is_grad_enabled()
 
 
 def _check_out(out: Any, x: Any, dtype: Any, name: str) -> None:
@@ -111,6 +115,15 @@ def _device(tensor: Any) -> Any:
     return tensor.device
 
 
+def _sum_to_shape(tensor: Any, shape: Any) -> Any:
+    """``tensor`` summed over the dimensions along which ``shape`` was broadcast to it."""
+    lead = tensor.dim() - len(shape)
+    if lead:
+        tensor = tensor.sum(dim=tuple(range(lead)))
+    repeated = tuple(d for d, n in enumerate(shape) if n == 1 and tensor.shape[d] != 1)
+    return tensor.sum(dim=repeated, keepdim=True) if repeated else tensor
+
+
 _RELU_FUNCTION = None
 
 
@@ -123,15 +136,23 @@ def _relu_function() -> Any:
         class Relu(torch.autograd.Function):
             @staticmethod
             def forward(ctx: Any, x: Any, leak: Any) -> Any:
-                ctx.save_for_backward(x)
-                ctx.leak = leak
-                return _run(RELU, x.detach(), leak, (None,))[0]
+                leak_is_tensor = _validate.is_array_leak(leak)
+                ctx.save_for_backward(x, leak if leak_is_tensor else None)
+                ctx.leak = None if leak_is_tensor else leak
+                return _run(RELU, x.detach(), leak.detach() if leak_is_tensor else leak, (None,))[0]
 
             @staticmethod
-            def backward(ctx: Any, grad: Any) -> tuple[Any, None]:
-                (x,) = ctx.saved_tensors
-                dash = _run(RELU_DASH, x.detach(), ctx.leak, (None,))[0]
-                return grad * dash, None
+            def backward(ctx: Any, grad: Any) -> tuple[Any, Any]:
+                x, leak_tensor = ctx.saved_tensors
+                leak = ctx.leak if leak_tensor is None else leak_tensor.detach()
+                grad_x = grad_leak = None
+                if ctx.needs_input_grad[0]:
+                    grad_x = grad * _run(RELU_DASH, x.detach(), leak, (None,))[0]
+                if leak_tensor is not None and ctx.needs_input_grad[1]:
+                    # PReLU's gradient: grad * x where x <= 0, summed where the leak broadcast.
+                    per_element = torch.where(x <= 0, grad * x, torch.zeros_like(grad))
+                    grad_leak = _sum_to_shape(per_element, leak_tensor.shape).to(leak_tensor.dtype)
+                return grad_x, grad_leak
 
         _RELU_FUNCTION = Relu
     return _RELU_FUNCTION

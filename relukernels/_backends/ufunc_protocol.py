@@ -2,6 +2,10 @@
 DataArrays (Dask-backed ones stay lazy), masked arrays, ``np.matrix`` and other
 ndarray subclasses. They call the ufuncs of ``relukernels.ufuncs`` and get back
 what went in (index, coords, mask and all), as they do from ``np.maximum``.
+
+Every check runs first, against the container's dtype: a DataFrame, which has one
+dtype per column, goes column by column (``DataFrame.apply``). ``out=`` is taken for
+ndarray subclasses only; other containers are refused it.
 """
 
 from __future__ import annotations
@@ -21,17 +25,47 @@ class UfuncProtocolBackend:
     name = "numpy ufunc protocol"
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
-        dtype = getattr(x, "dtype", None)
         if _validate.is_array_leak(leak) and not isinstance(leak, np.ndarray):
             raise TypeError(f"leak must be a number or a NumPy array here, got {type(leak).__name__}")
-        if not isinstance(dtype, np.dtype):  # a DataFrame: NumPy picks each column's loop
-            a, dtype = leak, None
-        elif _validate.is_array_leak(leak):
+        dtype = getattr(x, "dtype", None)
+        if not isinstance(dtype, np.dtype):
+            return _by_column(op, x, leak, outs)
+        if _validate.is_array_leak(leak):
             a, dtype = _validate.array_leak(np, leak, np.shape(x), dtype)
         else:
             a, dtype = _validate.numpy_result(dtype, leak)
-        # One single-output ufunc per result: xarray and Dask take no gufuncs.
-        return [
-            call_ufunc(OPERATIONS[element.__name__], x, a, dtype, (out,))[0]
-            for element, out in zip(op.elements, outs)
-        ]
+        for out, name in zip(outs, op.out_names):
+            if out is not None:
+                if not isinstance(x, np.ndarray):
+                    raise TypeError(f"out= is not supported for {type(x).__name__}; use the result")
+                _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
+        if op.nout == 2 and outs[0] is not None and outs[0] is outs[1]:
+            raise ValueError("out[0] and out[1] must be different arrays")
+        # One single-output ufunc per result (xarray and Dask take no gufuncs); the one
+        # that writes into x itself, if any, goes last, so that the others read x.
+        parts = [(OPERATIONS[part], out) for part, out in zip(op.parts, outs)]
+        order = sorted(range(len(parts)), key=lambda i: parts[i][1] is x)
+        results: list[Any] = [None] * len(parts)
+        for i in order:
+            part, out = parts[i]
+            results[i] = call_ufunc(part, x, a, dtype, (out,))[0]
+        return results
+
+
+def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+    """A container with one dtype per column (a pandas DataFrame), column by column."""
+    if not (hasattr(x, "dtypes") and hasattr(x, "apply")):
+        raise TypeError(f"x of type {type(x).__name__} has no dtype")
+    if _validate.is_array_leak(leak):
+        raise TypeError(f"leak must be a number for a {type(x).__name__}, one dtype per column")
+    if any(out is not None for out in outs):
+        raise TypeError(f"out= is not supported for {type(x).__name__}; use the result")
+    from .._dispatch import backend_for
+
+    for column_dtype in x.dtypes:
+        if isinstance(column_dtype, np.dtype):  # checked before any column is computed
+            _validate.numpy_result(column_dtype, leak)
+    return [
+        x.apply(lambda column, part=part: backend_for(column)[0].run(OPERATIONS[part], column, leak, (None,))[0])
+        for part in op.parts
+    ]
