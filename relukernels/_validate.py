@@ -108,8 +108,8 @@ class FloatRule:
     def resolve(self, value: int | float) -> tuple[float, bool]:
         """``leak`` for this dtype (0.0 where it rounds to zero), and True: the result
         keeps the dtype."""
-        if type(value) is float and self.underflow < abs(value) < self.overflow:
-            return value, True  # the common case, first and cheap
+        if type(value) is float and (value == 0.0 or self.underflow < abs(value) < self.overflow):
+            return value, True  # the common cases, first and cheap
         return self.cast_leak(value), True
 
     def cast_leak(self, value: int | float) -> float:

@@ -193,3 +193,35 @@ def test_jax_leak_gradients_jit_and_vmap():
     np.testing.assert_array_equal(jax.jit(jax.grad(ours))(jnp.float32(0.0)), -4.0)
     rows = jax.vmap(lambda row, leak: rk.relu(row, leak))(x, jnp.array([0.1, 0.2]))
     np.testing.assert_allclose(rows, [[-0.1, 2.0], [-0.6, 0.5]])
+
+
+def test_a_torch_prelu_layer_trains_like_nn_prelu():
+    """A small convolutional net, SGD for a few steps: the same losses and weights."""
+    torch = pytest.importorskip("torch")
+
+    class Prelu(torch.nn.Module):
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.full((channels, 1, 1), 0.25))
+
+        def forward(self, x):
+            return rk.relu(x, self.weight)
+
+    def train(activation):
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), activation, torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        generator = torch.Generator().manual_seed(2)
+        x, target = torch.randn(8, 3, 8, 8, generator=generator), torch.randint(0, 3, (8,), generator=generator)
+        losses = []
+        for _ in range(5):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), target)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return losses, model[1].weight.detach().reshape(-1)
+
+    ours, theirs = train(Prelu(4)), train(torch.nn.PReLU(4))
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-6)
+    torch.testing.assert_close(ours[1], theirs[1])
