@@ -21,6 +21,7 @@ CASES = [
     ("relu", "quads", "f4", "f4"),
     ("relu", "flat", "f4", "f4"),
     ("relu", "strided", "f4", "f4"),
+    ("relu", "leaks", "f4", "f4"),
     ("relu_dash", "quads", "f2", "f2"),
     ("relu_and_dash", "quads", "f8", "f8"),
     ("relu", "quads", "i1", "f8"),
@@ -38,7 +39,8 @@ def ptx(op: str, kind: str, in_dtype: str, out_dtype: str) -> str:
 
     ndim, layout = _numba_cuda.KIND_NDIM[kind], _numba_cuda._KIND_LAYOUT[kind]
     y = nb.Array(from_dtype(np.dtype(out_dtype)), ndim, layout)
-    signature = (nb.Array(from_dtype(np.dtype(in_dtype)), ndim, layout), from_dtype(np.dtype(out_dtype)), y, y)
+    leak = y if kind == "leaks" else from_dtype(np.dtype(out_dtype))
+    signature = (nb.Array(from_dtype(np.dtype(in_dtype)), ndim, layout), leak, y, y)
     code, _ = cuda.compile_ptx(_numba_cuda.KERNELS[op, kind].py_func, signature, cc=(9, 0))
     return code
 

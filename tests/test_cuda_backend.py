@@ -202,3 +202,20 @@ def test_bad_array_leak_writes_nothing(leak, error, words):
         rk.relu(HostDeviceArray(x), HostDeviceArray(leak), out=HostDeviceArray(out))
     assert all(word in str(raised.value) for word in words), str(raised.value)
     assert not out.any()
+
+
+def test_the_interface_stream_is_honoured():
+    """Version 3's ``stream``: the launch goes on it (the legacy default stream when absent)."""
+
+    class OnStream(HostDeviceArray):
+        @property
+        def __cuda_array_interface__(self) -> dict:
+            return {**super().__cuda_array_interface__, "stream": 1234}
+
+    x = np.linspace(-1, 1, 4, dtype=np.float32)
+    adapter = cuda_backend._adapter(OnStream)
+    assert adapter.stream(OnStream(x)) == 1234
+    assert adapter.stream(HostDeviceArray(x)) == 0
+    out = np.empty_like(x)
+    rk.relu(OnStream(x), 0.5, out=OnStream(out))
+    np.testing.assert_array_equal(out, oracle.relu(x, 0.5), strict=True)

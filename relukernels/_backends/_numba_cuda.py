@@ -39,6 +39,7 @@ import numpy as np
 from numba import config, cuda
 
 from .. import _scalar
+from .._ops import OPERATIONS
 from ._cuda_quads import load_quad, store_quad
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -52,8 +53,8 @@ QUADS = 2  # quads in flight per thread in the quads kernel (its loop unrolls 2)
 ELEMENTS_PER_STEP = {"quads": 4 * QUADS, "flat": TILE, "strided": 1, "leaks": 1}
 """Elements one thread handles per step of each kernel's grid-stride loop."""
 
-_relu = cuda.jit(device=True)(_scalar.relu)
-_relu_dash = cuda.jit(device=True)(_scalar.relu_dash)
+_DEVICE_FUNCTIONS = {element: cuda.jit(device=True)(element) for element in (_scalar.relu, _scalar.relu_dash)}
+"""The element formulas as CUDA device functions."""
 
 
 def _writers(first: Any, second: Any = None) -> tuple[Any, Any]:
@@ -143,11 +144,7 @@ def _kernels(write: Any, write_quad: Any) -> dict[str, Any]:
     return {"quads": quads, "flat": flat, "strided": strided, "leaks": leaks}
 
 
-_BY_OP = {
-    "relu": _kernels(*_writers(_relu)),
-    "relu_dash": _kernels(*_writers(_relu_dash)),
-    "relu_and_dash": _kernels(*_writers(_relu, _relu_dash)),
-}
+_BY_OP = {name: _kernels(*_writers(*(_DEVICE_FUNCTIONS[e] for e in op.elements))) for name, op in OPERATIONS.items()}
 KERNELS: dict[tuple[str, str], Any] = {(op, kind): kernel for op, kinds in _BY_OP.items() for kind, kernel in kinds.items()}
 """Kernels by (operation, layout kind: "quads", "flat" or "strided")."""
 
