@@ -33,8 +33,8 @@ def leak(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return leak(float(value))
     ndim = getattr(value, "ndim", None)
-    if _traced(value):  # a JAX leak under jit or grad: an array, whose values come later
-        return value
+    if _traced(value) or getattr(value, "requires_grad", False):
+        return value  # a JAX tracer or a tensor that requires grad: an array, for autodiff
     if ndim == 0 and hasattr(value, "item"):
         return leak(value.item())
     if isinstance(value, (list, tuple)):
@@ -65,15 +65,7 @@ def array_leak(xp: Any, value: Any, shape: tuple[int, ...], dtype: Any) -> tuple
     name = str(value.dtype).removeprefix("torch.")
     if not (xp.isdtype(value.dtype, "real floating") or xp.isdtype(value.dtype, "integral")):
         raise TypeError(f"leak has dtype {name}; it must be a real floating or integer array")
-    try:
-        broadcast = np.broadcast_shapes(tuple(shape), tuple(value.shape))
-    except ValueError:
-        broadcast = None
-    if broadcast != tuple(shape):
-        raise ValueError(
-            f"leak of shape {tuple(value.shape)} does not broadcast to x's shape {tuple(shape)} "
-            "without changing it"
-        )
+    broadcast_leak(tuple(value.shape), tuple(shape))
     rule = dtype_rule(xp, dtype)
     leak_is_float = xp.isdtype(value.dtype, "real floating")
     result = xp.result_type(dtype, value.dtype) if isinstance(rule, IntegerRule) and leak_is_float else dtype
@@ -89,6 +81,16 @@ def array_leak(xp: Any, value: Any, shape: tuple[int, ...], dtype: Any) -> tuple
     elif value.size and not (rule.low <= int(xp.min(value)) and int(xp.max(value)) <= rule.high):
         raise ValueError(f"leak does not fit in {rule.name} [{rule.low}, {rule.high}], the dtype of x")
     return cast, result
+
+
+def broadcast_leak(leak_shape: tuple, shape: tuple) -> None:
+    """Check that a leak of ``leak_shape`` broadcasts to ``shape`` and leaves it as is."""
+    try:
+        broadcast = np.broadcast_shapes(shape, leak_shape)
+    except ValueError:
+        raise ValueError(f"leak of shape {leak_shape} does not broadcast to x's shape {shape}") from None
+    if broadcast != shape:
+        raise ValueError(f"leak of shape {leak_shape} would change the result's shape from x's {shape} to {broadcast}")
 
 
 def _traced(value: Any) -> bool:

@@ -151,6 +151,9 @@ def plot(args: argparse.Namespace) -> int:
     """The tutorial's figure, computed with relukernels, to a PNG."""
     from relukernels._figure import tutorial_figure
 
+    if importlib.util.find_spec("matplotlib") is None:
+        print("relukernels plot: needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return 2
     tutorial_figure(args.output, args.leak)
     print(f"wrote {args.output}")
     return 0

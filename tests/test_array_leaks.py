@@ -225,3 +225,16 @@ def test_a_torch_prelu_layer_trains_like_nn_prelu():
     ours, theirs = train(Prelu(4)), train(torch.nn.PReLU(4))
     np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-6)
     torch.testing.assert_close(ours[1], theirs[1])
+
+
+def test_torch_zero_dimensional_leak_that_requires_grad_keeps_its_gradient():
+    torch = pytest.importorskip("torch")
+    leak = torch.tensor(0.1, requires_grad=True)
+    x = torch.tensor([-1.0, 2.0, -3.0], requires_grad=True)
+    y = rk.relu(x, leak)
+    assert y.requires_grad
+    y.sum().backward()
+    assert leak.grad.item() == -4.0
+    torch.testing.assert_close(x.grad, torch.tensor([0.1, 1.0, 0.1]))
+    with pytest.raises(TypeError, match="leak"):
+        rk.relu(x, np.ones(3))  # a NumPy leak for a tensor, x requiring grad

@@ -157,3 +157,14 @@ def test_memmap_runs_the_numpy_kernels(tmp_path):
     result = rk.relu(mapped, 0.5)
     assert type(result) is np.ndarray  # as np.maximum gives
     np.testing.assert_array_equal(result, oracle.relu(values, 0.5), strict=True)
+
+
+def test_pandas_nullable_dtypes_and_string_columns():
+    floats = pd.Series([-1.0, None, 2.0], dtype="Float64")
+    result = rk.relu(floats, 0.1)
+    assert str(result.dtype) == "Float64" and result.isna().tolist() == [False, True, False]
+    assert result[0] == -0.1 and result[2] == 2.0
+    integers = rk.relu(pd.Series([-3, None, 2], dtype="Int64"), 2)
+    assert str(integers.dtype) == "Int64" and integers[0] == -6
+    with pytest.raises(TypeError, match="dtype string"):
+        rk.relu(pd.DataFrame({"a": [1.0], "s": pd.Series(["x"], dtype="string")}))

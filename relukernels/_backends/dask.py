@@ -60,13 +60,6 @@ def _aligned_leak(da: Any, x: Any, leak: Any) -> Any:
     if isinstance(leak, np.ndarray):  # its values are known: check them now
         _validate.array_leak(np, leak, x.shape, x.dtype)
     leak = da.asarray(leak)
-    try:
-        broadcast = np.broadcast_shapes(x.shape, leak.shape)
-    except ValueError:
-        broadcast = None
-    if broadcast != x.shape:
-        raise ValueError(
-            f"leak of shape {leak.shape} does not broadcast to x's shape {x.shape} without changing it"
-        )
+    _validate.broadcast_leak(leak.shape, x.shape)
     chunks = tuple((1,) if n == 1 else c for n, c in zip(leak.shape, x.chunks[x.ndim - leak.ndim :]))
     return leak.rechunk(chunks)

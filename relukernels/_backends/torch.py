@@ -28,6 +28,10 @@ class TorchBackend:
     name = "torch"
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+        import torch
+
+        if _validate.is_array_leak(leak) and not isinstance(leak, torch.Tensor):
+            raise TypeError(f"leak must be a number or a torch.Tensor for a tensor x, got {type(leak).__name__}")
         if not _tracks_grad(x, leak):
             return _run(op, x, leak, outs)
         if any(out is not None for out in outs):

@@ -27,9 +27,9 @@ class UfuncProtocolBackend:
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         if _validate.is_array_leak(leak) and not isinstance(leak, np.ndarray):
             raise TypeError(f"leak must be a number or a NumPy array here, got {type(leak).__name__}")
-        dtype = getattr(x, "dtype", None)
-        if not isinstance(dtype, np.dtype):
+        if not hasattr(x, "dtype"):
             return _by_column(op, x, leak, outs)
+        dtype = _numpy_dtype(x.dtype)
         if _validate.is_array_leak(leak):
             a, dtype = _validate.array_leak(np, leak, np.shape(x), dtype)
         else:
@@ -52,6 +52,17 @@ class UfuncProtocolBackend:
         return results
 
 
+def _numpy_dtype(dtype: Any) -> np.dtype:
+    """A container's dtype as NumPy's: itself, or an extension dtype's ``numpy_dtype``
+    (pandas' nullable ``Float64`` is float64); ``TypeError`` for others (strings)."""
+    if isinstance(dtype, np.dtype):
+        return dtype
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    if isinstance(numpy_dtype, np.dtype) and numpy_dtype.kind in "fiu":
+        return numpy_dtype
+    raise TypeError(f"x has dtype {dtype}; relukernels takes real floating or integer arrays")
+
+
 def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
     """A container with one dtype per column (a pandas DataFrame), column by column."""
     if not (hasattr(x, "dtypes") and hasattr(x, "apply")):
@@ -62,9 +73,8 @@ def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         raise TypeError(f"out= is not supported for {type(x).__name__}; use the result")
     from .._dispatch import backend_for
 
-    for column_dtype in x.dtypes:
-        if isinstance(column_dtype, np.dtype):  # checked before any column is computed
-            _validate.numpy_result(column_dtype, leak)
+    for column_dtype in x.dtypes:  # every column checked before any is computed
+        _validate.numpy_result(_numpy_dtype(column_dtype), leak)
     return [
         x.apply(lambda column, part=part: backend_for(column)[0].run(OPERATIONS[part], column, leak, (None,))[0])
         for part in op.parts
