@@ -19,6 +19,7 @@ from ._backends import Backend
 from ._backends.cuda import CudaBackend
 from ._backends.dask import DaskBackend
 from ._backends.generic import GenericBackend
+from ._backends.jax import JaxBackend
 from ._backends.numpy import NumpyBackend
 from ._backends.torch import TorchBackend
 from ._backends.ufunc_protocol import UfuncProtocolBackend
@@ -41,7 +42,7 @@ def _by_library() -> list[tuple[Callable[[Any], bool], Backend]]:
         (compat.is_torch_array, TorchBackend()),
         (compat.is_cupy_array, CUDA),
         (compat.is_dask_array, DaskBackend()),
-        (compat.is_jax_array, GENERIC),  # on any device: a JAX array stays a JAX array
+        (compat.is_jax_array, JaxBackend()),  # on any device: a JAX array stays a JAX array
         (compat.is_numpy_array, UFUNC_PROTOCOL),  # ndarray subclasses: matrix, masked arrays
     ]
 

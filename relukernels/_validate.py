@@ -36,7 +36,11 @@ def leak(value: Any) -> Any:
     if _traced(value) or getattr(value, "requires_grad", False):
         return value  # a JAX tracer or a tensor that requires grad: an array, for autodiff
     if ndim == 0 and hasattr(value, "item"):
-        return leak(value.item())
+        try:
+            number = value.item()
+        except RuntimeError:  # inside torch.func's vmap a 0-d leak is a batch of values
+            return value
+        return leak(number)
     if isinstance(value, (list, tuple)):
         return leak(np.asarray(value))
     if isinstance(ndim, int) and hasattr(value, "shape") and hasattr(value, "dtype"):

@@ -124,3 +124,76 @@ def test_parameter_x_takes_a_plain_tensor_out_under_no_grad():
     with torch.no_grad():
         assert rk.relu(x, 0.5, out=out) is out
     assert torch.equal(out, torch.tensor([-1.0, 3.0]))
+
+
+def _leaky(x, slope=0.1):
+    return torch.nn.functional.leaky_relu(x, slope)
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
+def test_torch_compile_fullgraph(backend):
+    """The custom ops trace without graph breaks; values and gradients (x's and a leak
+    tensor's) as PyTorch's own formula gives."""
+    x = torch.randn(6, 4, requires_grad=True)
+    leak = torch.tensor([0.3]).requires_grad_()
+    rk.relu(x.detach(), 0.1)  # a first eager call registers the custom ops
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda v, a: rk.relu(v, a) * 2 + rk.relu_dash(v, 0.1), fullgraph=True, backend=backend)
+    result = compiled(x, leak)
+    expected = torch.where(x > 0, x, leak * x) * 2 + torch.where(x <= 0, 0.1, 1.0)
+    torch.testing.assert_close(result, expected)
+    ours = torch.autograd.grad(result.sum(), (x, leak))
+    theirs = torch.autograd.grad(expected.sum(), (x, leak))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+
+
+def test_torch_func_transforms_match_leaky_relu():
+    x = torch.randn(5)
+    ones = torch.ones(5)
+    for transform in (torch.func.jacrev, torch.func.jacfwd):
+        torch.testing.assert_close(transform(lambda v: rk.relu(v, 0.1))(x), transform(_leaky)(x))
+    torch.testing.assert_close(torch.func.grad(lambda v: rk.relu(v, 0.1).sum())(x), torch.func.grad(lambda v: _leaky(v).sum())(x))
+    ours, theirs = torch.func.jvp(lambda v: rk.relu(v, 0.1), (x,), (ones,)), torch.func.jvp(_leaky, (x,), (ones,))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+    batch = torch.randn(3, 4)
+    torch.testing.assert_close(torch.func.vmap(lambda v: rk.relu(v, 0.1))(batch), _leaky(batch))
+    leaks = torch.tensor([0.1, 0.2, 0.3])
+    expected = torch.where(batch > 0, batch, leaks[:, None] * batch)
+    torch.testing.assert_close(torch.func.vmap(lambda v, a: rk.relu(v, a))(batch, leaks), expected)
+
+
+def test_forward_ad_and_double_backward():
+    import torch.autograd.forward_ad as forward_ad
+
+    x = torch.randn(6)
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x, torch.ones(6))
+        tangent = forward_ad.unpack_dual(rk.relu(dual, 0.1)).tangent
+        expected = forward_ad.unpack_dual(_leaky(dual)).tangent
+    torch.testing.assert_close(tangent, expected)
+    x64 = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda v: rk.relu(v, 0.1), (x64,), check_fwd_over_rev=True)
+    leak = torch.rand(3, 1, dtype=torch.float64, requires_grad=True)
+    x3 = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, a: rk.relu(v, a), (x3, leak), check_forward_ad=True)
+
+
+def test_out_bumps_the_version_counter():
+    """A write into out= is seen by autograd, as an in-place op's would be."""
+    w = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x = torch.tensor([-1.0, 1.0, -1.0])
+    y = w * x  # saves x for backward
+    with torch.no_grad():
+        version = x._version
+        rk.relu(x, 0.5, out=x)
+    assert x._version > version
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_meta_tensors_take_torch_operations():
+    x = torch.empty(3, 4, device="meta")
+    result = rk.relu(x, 0.1)
+    assert result.device.type == "meta" and result.shape == (3, 4)

@@ -27,27 +27,28 @@ def formulas(op: Operation, xp: Any, x: Any, leak: Any) -> list:
     return [formula(xp, x, a, dtype) for formula in op.formulas]
 
 
+_namespaces: dict[type, Any] = {}
+
+
+def namespace(x: Any) -> Any:
+    """The array-API namespace of ``x``, cached per exact type."""
+    try:
+        return _namespaces[type(x)]
+    except KeyError:
+        import array_api_compat
+
+        xp = _namespaces[type(x)] = array_api_compat.array_namespace(x)
+        return xp
+
+
 class GenericBackend:
     """Any array-API namespace, through its own operations."""
 
     name = "array-api"
 
-    def __init__(self) -> None:
-        self._namespaces: dict[type, Any] = {}
-
-    def namespace(self, x: Any) -> Any:
-        """The array-API namespace of ``x``, cached per exact type."""
-        try:
-            return self._namespaces[type(x)]
-        except KeyError:
-            import array_api_compat
-
-            xp = self._namespaces[type(x)] = array_api_compat.array_namespace(x)
-            return xp
-
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         """Compute ``op``, check every ``out``, then copy each result into its ``out``."""
-        results = formulas(op, self.namespace(x), x, leak)
+        results = formulas(op, namespace(x), x, leak)
         for result, out, name in zip(results, outs, op.out_names):
             if out is not None:
                 _validate.out_array(

@@ -1,0 +1,57 @@
+"""JAX arrays: each operation's array-API formulas, compiled once per result dtype with
+``jax.jit`` (one dispatch per eager call, as ``jax.nn.leaky_relu``), with a custom JVP
+for ``relu``.
+
+The JVP is ``relu_dash(x, a) * dx + where(x <= 0, x, 0) * da``: the leak's tangent
+(PReLU's gradient) is right, also where the leak is 0, and no infinite ``x`` turns a
+zero cotangent into NaN, as differentiating ``where(x <= 0, a * x, x)`` would. A leak
+traced under ``jit``, ``grad`` or ``vmap`` is an array like any other; its values are
+checked where they are known. Integer arrays take the formulas without the custom JVP
+(their tangents are ``float0``). JAX arrays are immutable, so ``out=`` is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from .._ops import OPERATIONS, RELU, Operation
+from . import generic
+
+
+class JaxBackend:
+    """``jax.Array`` on any device, and JAX's tracers."""
+
+    name = "jax"
+
+    def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+        if any(out is not None for out in outs):
+            raise TypeError("out= is not supported for JAX arrays, which are immutable; use the result")
+        a, dtype = generic.resolve_leak(generic.namespace(x), x, leak)
+        return [_compiled(part, dtype)(x, a) for part in op.parts]
+
+
+@functools.cache
+def _compiled(name: str, dtype: Any) -> Callable[[Any, Any], Any]:
+    """``jax.jit`` of operation ``name``'s formula for results of ``dtype``."""
+    import jax
+    import jax.numpy as jnp
+
+    (formula,) = OPERATIONS[name].formulas
+
+    def value(x: Any, a: Any) -> Any:
+        return formula(jnp, x, a, dtype)
+
+    if name != RELU.name or not jnp.issubdtype(dtype, jnp.floating):
+        return jax.jit(value)
+    dash = OPERATIONS["relu_dash"].formulas[0]
+    relu = jax.custom_jvp(value)
+
+    @relu.defjvp
+    def relu_jvp(primals: tuple, tangents: tuple) -> tuple[Any, Any]:
+        x, a = primals
+        x_dot, a_dot = tangents
+        nonpositive_x = jnp.where(x <= 0, x, jnp.zeros_like(x))
+        return relu(x, a), dash(jnp, x, a, dtype) * x_dot + nonpositive_x * a_dot
+
+    return jax.jit(relu)
