@@ -11,6 +11,7 @@ Adding a backend means adding its module and one entry in ``_by_library``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +29,7 @@ NUMPY = NumpyBackend()
 CUDA = CudaBackend()
 GENERIC = GenericBackend()
 UFUNC_PROTOCOL = UfuncProtocolBackend()
+TORCH = TorchBackend()
 
 _ARRAY_LIKES = (list, tuple, int, float, np.generic)
 _by_type: dict[type, Backend] = {np.ndarray: NUMPY, np.memmap: NUMPY}
@@ -39,7 +41,7 @@ def _by_library() -> list[tuple[Callable[[Any], bool], Backend]]:
     import array_api_compat as compat
 
     return [
-        (compat.is_torch_array, TorchBackend()),
+        (compat.is_torch_array, TORCH),
         (compat.is_cupy_array, CUDA),
         (compat.is_dask_array, DaskBackend()),
         (compat.is_jax_array, JaxBackend()),  # on any device: a JAX array stays a JAX array
@@ -48,6 +50,10 @@ def _by_library() -> list[tuple[Callable[[Any], bool], Backend]]:
 
 
 _libraries: list[tuple[Callable[[Any], bool], Backend]] = []
+
+if "torch" in sys.modules:  # seen first under torch.compile, the lookup would be traced
+    _torch = sys.modules["torch"]
+    _by_type.update({_torch.Tensor: TORCH, _torch.nn.Parameter: TORCH})
 
 
 def backend_for(x: Any) -> tuple[Backend, Any]:
