@@ -22,6 +22,8 @@ def leak(value: Any) -> Any:
     Accepts Python and NumPy real scalars, 0-d arrays of any namespace, and arrays
     (lists and tuples become NumPy arrays).
     """
+    if _compiling():  # maybe symbolic under torch.compile: the custom ops check it when they run
+        return value
     if type(value) is float:
         if math.isfinite(value):
             return value
@@ -33,14 +35,10 @@ def leak(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return leak(float(value))
     ndim = getattr(value, "ndim", None)
-    if _traced(value) or getattr(value, "requires_grad", False):
-        return value  # a JAX tracer or a tensor that requires grad: an array, for autodiff
+    if differentiable(value) or values_unknown(value):
+        return value  # an array, for autodiff to follow or for its values to come later
     if ndim == 0 and hasattr(value, "item"):
-        try:
-            number = value.item()
-        except RuntimeError:  # inside torch.func's vmap a 0-d leak is a batch of values
-            return value
-        return leak(number)
+        return leak(value.item())
     if isinstance(value, (list, tuple)):
         return leak(np.asarray(value))
     if isinstance(ndim, int) and hasattr(value, "shape") and hasattr(value, "dtype"):
@@ -75,7 +73,7 @@ def array_leak(xp: Any, value: Any, shape: tuple[int, ...], dtype: Any) -> tuple
     result = xp.result_type(dtype, value.dtype) if isinstance(rule, IntegerRule) and leak_is_float else dtype
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
         cast = xp.astype(value, result)
-    if _traced(value):
+    if values_unknown(value):
         return cast, result
     if leak_is_float and not bool(xp.all(xp.isfinite(value))):
         raise ValueError("leak must be finite: it holds NaN or infinity")
@@ -97,10 +95,38 @@ def broadcast_leak(leak_shape: tuple, shape: tuple) -> None:
         raise ValueError(f"leak of shape {leak_shape} would change the result's shape from x's {shape} to {broadcast}")
 
 
-def _traced(value: Any) -> bool:
-    """Whether ``value`` is a JAX tracer, whose values are not known yet."""
+def values_unknown(value: Any) -> bool:
+    """Whether ``value``'s values cannot be read now: a JAX tracer; a tensor under
+    ``torch.compile``, inside ``torch.func``'s ``vmap`` (no storage) or on ``meta``."""
     jax = sys.modules.get("jax")
-    return jax is not None and isinstance(value, jax.core.Tracer)
+    if jax is not None and isinstance(value, jax.core.Tracer):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return False
+    if value.device.type == "meta" or torch.compiler.is_compiling():
+        return True
+    try:
+        value.data_ptr()
+    except RuntimeError:
+        return True
+    return False
+
+
+def differentiable(value: Any) -> bool:
+    """Whether autograd follows tensor ``value``: it requires grad, or is a dual tensor
+    of forward AD (with a tangent)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return False
+    from torch.autograd.forward_ad import unpack_dual
+
+    return value.requires_grad or unpack_dual(value).tangent is not None
+
+
+def _compiling() -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.compiler.is_compiling()
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,7 @@ def test_gradients_match_leaky_relu_and_stay_finite_at_infinities():
 def test_out_is_refused():
     with pytest.raises(TypeError, match="out"):
         rk.relu(jnp.ones(3), out=jnp.ones(3))
+
+
+def test_integer_x_with_a_floating_leak_differentiates_in_the_leak():
+    assert jax.grad(lambda a: rk.relu(jnp.array([-3, 2]), a).sum())(0.5) == -3.0

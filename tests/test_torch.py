@@ -197,3 +197,39 @@ def test_meta_tensors_take_torch_operations():
     x = torch.empty(3, 4, device="meta")
     result = rk.relu(x, 0.1)
     assert result.device.type == "meta" and result.shape == (3, 4)
+
+
+def test_leak_derivatives_in_every_mode():
+    """A 0-d or dual leak keeps its tangent; a leak swept by vmap; relu_dash's leak tangent."""
+    import torch.autograd.forward_ad as forward_ad
+
+    x, a = torch.randn(6), torch.tensor(0.2)
+
+    def reference(v, w):
+        return torch.where(v > 0, v, w * v)
+
+    torch.testing.assert_close(torch.func.jacfwd(rk.relu, argnums=1)(x, a), torch.func.jacfwd(reference, argnums=1)(x, a))
+    with forward_ad.dual_level():
+        tangent = forward_ad.unpack_dual(rk.relu(x, forward_ad.make_dual(a, torch.tensor(1.0)))).tangent
+        torch.testing.assert_close(tangent, torch.where(x <= 0, x, 0))
+        w, x3 = torch.rand(3, 1), torch.randn(2, 3, 4)
+        tangent = forward_ad.unpack_dual(rk.relu_dash(x3, forward_ad.make_dual(w, torch.ones(3, 1)))).tangent
+        torch.testing.assert_close(tangent, torch.where(x3 <= 0, 1.0, 0.0))
+    leaks = torch.tensor([0.0, 0.1, 0.2])
+    torch.testing.assert_close(torch.func.vmap(rk.relu, in_dims=(None, 0))(x, leaks), torch.func.vmap(reference, in_dims=(None, 0))(x, leaks))
+    x45, w35 = torch.randn(4, 3, 5), torch.rand(3, 5)
+    expected = torch.func.vmap(lambda v, w: torch.where(v <= 0, w, 1.0), in_dims=(1, 0))(x45, w35)
+    torch.testing.assert_close(torch.func.vmap(rk.relu_dash, in_dims=(1, 0))(x45, w35), expected)
+
+
+def test_compiled_with_changing_leaks_and_meta_leaks():
+    x = torch.randn(6)
+    rk.relu(x, 0.1)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda v, a: rk.relu(v, a), fullgraph=True, backend="aot_eager")
+    for leak in (0.1, 0.2, torch.tensor(0.01), 3):
+        torch.testing.assert_close(compiled(x, leak), torch.where(x > 0, x, torch.as_tensor(leak, dtype=x.dtype) * x))
+    integers = torch.tensor([-1], dtype=torch.int64)
+    assert torch.compile(lambda v: rk.relu(v, 2**53 + 1), fullgraph=True, backend="aot_eager")(integers).item() == -(2**53 + 1)
+    meta = rk.relu(torch.randn(3, 4, device="meta"), torch.rand(3, 1, device="meta"))
+    assert meta.device.type == "meta" and meta.shape == (3, 4)

@@ -28,12 +28,14 @@ class JaxBackend:
         if any(out is not None for out in outs):
             raise TypeError("out= is not supported for JAX arrays, which are immutable; use the result")
         a, dtype = generic.resolve_leak(generic.namespace(x), x, leak)
-        return [_compiled(part, dtype)(x, a) for part in op.parts]
+        x_is_float = generic.namespace(x).isdtype(x.dtype, "real floating")
+        return [_compiled(part, dtype, x_is_float)(x, a) for part in op.parts]
 
 
 @functools.cache
-def _compiled(name: str, dtype: Any) -> Callable[[Any, Any], Any]:
-    """``jax.jit`` of operation ``name``'s formula for results of ``dtype``."""
+def _compiled(name: str, dtype: Any, x_is_float: bool) -> Callable[[Any, Any], Any]:
+    """``jax.jit`` of operation ``name``'s formula for results of ``dtype``, with the
+    custom JVP for ``relu`` of a floating ``x``."""
     import jax
     import jax.numpy as jnp
 
@@ -42,7 +44,7 @@ def _compiled(name: str, dtype: Any) -> Callable[[Any, Any], Any]:
     def value(x: Any, a: Any) -> Any:
         return formula(jnp, x, a, dtype)
 
-    if name != RELU.name or not jnp.issubdtype(dtype, jnp.floating):
+    if name != RELU.name or not x_is_float:
         return jax.jit(value)
     dash = OPERATIONS["relu_dash"].formulas[0]
     relu = jax.custom_jvp(value)

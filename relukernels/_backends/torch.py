@@ -37,7 +37,8 @@ class TorchBackend:
             return _compiled(op, x, leak, outs)
         if not _CUSTOM_OPS:
             _custom_ops()
-        has_storage = _has_storage(x)
+        leak_is_tensor = _validate.is_array_leak(leak)
+        has_storage = _has_storage(x) and not (leak_is_tensor and _validate.values_unknown(leak))
         if has_storage and not _tracks_grad(x, leak):
             return _run(op, x, leak, outs)
         if any(out is not None for out in outs):
@@ -49,7 +50,7 @@ class TorchBackend:
         for part in op.parts:
             if part == RELU.name:
                 results.append(_relu_function().apply(x, leak))
-            elif getattr(leak, "requires_grad", False) or not has_storage:  # linear in the leak
+            elif (leak_is_tensor and _validate.differentiable(leak)) or not has_storage:  # linear in the leak
                 results.append(_formula(RELU_DASH, x.detach(), leak, (None,))[0])
             else:  # the derivative of a step is zero almost everywhere: no graph
                 results.append(_run(RELU_DASH, x.detach(), leak, (None,))[0])
@@ -100,8 +101,8 @@ def _has_storage(x: Any) -> bool:
 
 
 def _tracks_grad(x: Any, leak: Any) -> bool:
-    """Whether autograd follows the call: backward (``requires_grad``) or forward AD
-    (a dual tensor, with a tangent)."""
+    """Whether autograd follows the call: backward (``requires_grad``, with grad mode
+    on) or forward AD (a dual tensor), through ``x`` or a leak tensor."""
     import torch
     from torch.autograd.forward_ad import unpack_dual
 
@@ -267,7 +268,7 @@ def _register_custom_ops() -> dict[str, Any]:
 
     ops = {}
     for op in (RELU, RELU_DASH):
-        schema = "(Tensor x, Tensor? leak_tensor, float leak) -> Tensor"
+        schema = "(Tensor x, Tensor? leak_tensor, Scalar leak) -> Tensor"
         ops[op.name] = torch.library.custom_op(f"relukernels::{op.name}", implementation(op), mutates_args=(), schema=schema)
         ops[op.name].register_fake(fake)
 
@@ -285,8 +286,7 @@ def _register_custom_ops() -> dict[str, Any]:
 
     def dash_backward(ctx: Any, grad: Any) -> tuple[Any, Any, None]:
         x, leak_tensor = ctx.saved_tensors
-        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None  # a step: 0 almost everywhere
-        grad_leak = None
+        grad_x = grad_leak = None  # x comes detached: relu_dash is a step in x
         if leak_tensor is not None and ctx.needs_input_grad[1]:
             per_element = torch.where(x <= 0, grad, torch.zeros_like(grad))
             grad_leak = _sum_to_shape(per_element, leak_tensor.shape).to(leak_tensor.dtype)
@@ -305,8 +305,12 @@ def _compiled(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
             "torch.compile: call it once eagerly, or import torch before relukernels"
         )
     ops = _CUSTOM_OPS
-    leak_tensor, number = (leak, 0.0) if _validate.is_array_leak(leak) else (None, float(leak))
-    results = [ops[part](x, leak_tensor, number) for part in op.parts]
+    leak_tensor, number = (leak, 0) if _validate.is_array_leak(leak) else (None, leak)
+    # relu_dash has no graph through x (a step), as in eager mode
+    results = [ops[part](x if part == RELU.name else x.detach(), leak_tensor, number) for part in op.parts]
+    for result, out, name in zip(results, outs, op.out_names):
+        if out is not None:
+            _check_out(out, x, result.dtype, name)
     return [result if out is None else out.copy_(result) for result, out in zip(results, outs)]
 
 

@@ -1,0 +1,102 @@
+"""Training costs against the frameworks' own activations: the numbers behind
+benchmarks/RESULTS.md's table "Training". PyTorch on the CPU, float32, against
+``F.leaky_relu(x, 0.01)``; JAX eager against ``jax.nn.leaky_relu``. Side by side,
+interleaved rounds, medians; the last column is time over the reference (lower is
+faster):
+
+    python benchmarks/training.py [--rounds 11]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import relukernels as rk
+from relukernels import _bench
+
+SLOPE = 0.01
+
+
+def _table(title: str, cases: list[_bench.Case], rounds: int) -> str:
+    _bench.measure(cases, rounds)
+    medians = {case.name: statistics.median(case.times) for case in cases}
+    reference = cases[0].name
+    lines = [f"**{title}**", "", "| case | µs/call | time / reference |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {t * 1e6:,.1f} | {t / medians[reference]:.2f} |" for name, t in medians.items()]
+    return "\n".join(lines)
+
+
+def torch_tables(rounds: int) -> list[str]:
+    import torch
+    import torch.nn.functional as F
+
+    tables = []
+    for shape in ((4 * 1024 * 1024,), (256, 512)):
+        x = torch.randn(*shape, requires_grad=True)
+        grad = torch.randn(*shape)
+
+        def step(activation, x=x, grad=grad):
+            x.grad = None
+            activation(x).backward(grad)
+
+        cases = [
+            _bench.Case("F.leaky_relu forward+backward", lambda: step(lambda v: F.leaky_relu(v, SLOPE)), 0),
+            _bench.Case("rk.relu forward+backward", lambda: step(lambda v: rk.relu(v, SLOPE)), 0),
+        ]
+        tables.append(_table(f"PyTorch CPU, {shape}", cases, rounds))
+    small = torch.randn(1000)
+    cases = [
+        _bench.Case("F.leaky_relu(x, 0.01)", lambda: F.leaky_relu(small, SLOPE), 0),
+        _bench.Case("rk.relu(x, 0.01)", lambda: rk.relu(small, SLOPE), 0),
+    ]
+    tables.append(_table("PyTorch CPU, 1,000-element forward", cases, rounds))
+
+    def mlp(activation):
+        torch.manual_seed(0)
+        layers = [torch.nn.Linear(784, 512), torch.nn.Linear(512, 512), torch.nn.Linear(512, 10)]
+        parameters = [p for layer in layers for p in layer.parameters()]
+        optimizer = torch.optim.SGD(parameters, lr=0.01)
+        data, target = torch.randn(256, 784), torch.randint(0, 10, (256,))
+
+        def one_step():
+            optimizer.zero_grad()
+            hidden = activation(layers[1](activation(layers[0](data))))
+            F.cross_entropy(layers[2](hidden), target).backward()
+            optimizer.step()
+
+        return one_step
+
+    cases = [
+        _bench.Case("SGD step with F.leaky_relu", mlp(lambda v: F.leaky_relu(v, SLOPE)), 0),
+        _bench.Case("SGD step with rk.relu", mlp(lambda v: rk.relu(v, SLOPE)), 0),
+    ]
+    tables.append(_table("PyTorch CPU, 784-512-512-10 MLP, batch 256", cases, rounds))
+    return tables
+
+
+def jax_table(rounds: int) -> str:
+    import jax
+
+    x = jax.numpy.asarray(np.random.default_rng(0).standard_normal(1000).astype(np.float32))
+    cases = [
+        _bench.Case("jax.nn.leaky_relu(x, 0.01)", lambda: jax.nn.leaky_relu(x, SLOPE).block_until_ready(), 0),
+        _bench.Case("rk.relu(x, 0.01)", lambda: rk.relu(x, SLOPE).block_until_ready(), 0),
+    ]
+    return _table("JAX CPU, eager, 1,000 float32", cases, rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds per table (default 11)")
+    args = parser.parse_args()
+    print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "\n")
+    for table in (*torch_tables(args.rounds), jax_table(args.rounds)):
+        print(table, end="\n\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
