@@ -28,8 +28,14 @@ class JaxBackend:
         if any(out is not None for out in outs):
             raise TypeError("out= is not supported for JAX arrays, which are immutable; use the result")
         a, dtype = generic.resolve_leak(generic.namespace(x), x, leak)
-        x_is_float = generic.namespace(x).isdtype(x.dtype, "real floating")
-        return [_compiled(part, dtype, x_is_float)(x, a) for part in op.parts]
+        return [_compiled(part, dtype, _is_floating(x.dtype))(x, a) for part in op.parts]
+
+
+@functools.cache
+def _is_floating(dtype: Any) -> bool:
+    import jax.numpy as jnp
+
+    return bool(jnp.issubdtype(dtype, jnp.floating))
 
 
 @functools.cache

@@ -155,8 +155,12 @@ def _sum_to_shape(tensor: Any, shape: Any) -> Any:
 
 
 def _dash(x: Any, leak: Any) -> Any:
-    """``relu_dash`` in PyTorch's operations, differentiable in a tensor leak (backward
-    and forward AD use it, so they work under ``torch.func`` and double backward)."""
+    """``relu_dash`` for backward and forward AD: the kernels where they can read ``x``
+    and the leak is a constant; otherwise PyTorch's operations, which work under
+    ``torch.func`` and stay differentiable in a leak tensor (double backward)."""
+    leak_is_tensor = _validate.is_array_leak(leak)
+    if _has_storage(x) and not (leak_is_tensor and (_validate.differentiable(leak) or _validate.values_unknown(leak))):
+        return _run(RELU_DASH, x.detach(), leak, (None,))[0]
     import array_api_compat.torch as xp
 
     return generic.formulas(RELU_DASH, xp, x, leak)[0]
