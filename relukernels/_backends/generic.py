@@ -1,5 +1,6 @@
-"""Any array-API namespace (JAX, array-api-strict, ...): each operation's array-API
-formulas (``relukernels._ops``) in the namespace's own operations."""
+"""Any array-API namespace (array-api-strict, ...): each operation's array-API
+formulas (``relukernels._ops``) in the namespace's own operations. The leak resolution
+and the formulas here also serve the torch and JAX backends."""
 
 from __future__ import annotations
 
