@@ -10,8 +10,8 @@ through the formulas of ``relukernels._scalar`` (or, for float16, through tables
 all 65,536 results). A loop is compiled two ways: ``@njit(nogil=True)`` over
 C-contiguous 1-d arrays, which threads run on chunks; and ``@guvectorize`` over a
 strided last axis, with NumPy's gufunc machinery doing the other axes and overlap.
-The rows loops take a 2-d C-contiguous array and one leak per row (PReLU). Importing this module imports Numba; ``relukernels`` does so on the
-first NumPy call.
+The rows loops take a 2-d C-contiguous array and one leak per row (PReLU).
+Importing this module imports Numba; ``relukernels`` does so on the first NumPy call.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``@numba.cuda.jit`` kernels, compiled from the same formulas as the CPU loops.
 
-Three kernels for each operation, by the layout of the arrays they take:
+Four kernels for each operation, by the layout of the arrays and the leak they take:
 
 - ``quads``: 1-d C-contiguous arrays whose data are aligned to four elements (every
   fresh CuPy or PyTorch allocation). Each thread loads two quads of four elements
@@ -146,7 +146,7 @@ def _kernels(write: Any, write_quad: Any) -> dict[str, Any]:
 
 _BY_OP = {name: _kernels(*_writers(*(_DEVICE_FUNCTIONS[e] for e in op.elements))) for name, op in OPERATIONS.items()}
 KERNELS: dict[tuple[str, str], Any] = {(op, kind): kernel for op, kinds in _BY_OP.items() for kind, kernel in kinds.items()}
-"""Kernels by (operation, layout kind: "quads", "flat" or "strided")."""
+"""Kernels by (operation, kind: "quads", "flat", "strided" or "leaks")."""
 
 KIND_NDIM = {"quads": 1, "flat": 1, "strided": STRIDED_NDIM, "leaks": STRIDED_NDIM}
 _KIND_LAYOUT = {"quads": "C", "flat": "A", "strided": "A", "leaks": "A"}

@@ -33,16 +33,13 @@ class DaskBackend:
         import dask.array as da
 
         function = getattr(relukernels, op.name)
-        if _validate.is_array_leak(leak):
+        leak_is_array = _validate.is_array_leak(leak)
+        if leak_is_array:
             leak = _aligned_leak(da, x, leak)
-            metas = _as_list(function(x._meta, leak._meta))
-            args: tuple = (x, leak)
-        else:
-            metas = _as_list(function(x._meta, leak))
-            args = (x, leak)
+        metas = _as_list(function(x._meta, leak._meta if leak_is_array else leak))
         if op.nout == 1:
-            return [da.map_blocks(function, *args, dtype=metas[0].dtype, meta=metas[0])]
-        both = da.map_blocks(function, *args, dtype=metas[0].dtype, meta=metas[0])  # blocks are tuples
+            return [da.map_blocks(function, x, leak, dtype=metas[0].dtype, meta=metas[0])]
+        both = da.map_blocks(function, x, leak, dtype=metas[0].dtype, meta=metas[0])  # blocks are tuples
         return [
             both.map_blocks(operator.itemgetter(i), dtype=meta.dtype, meta=meta)
             for i, meta in enumerate(metas)

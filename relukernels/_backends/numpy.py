@@ -188,9 +188,9 @@ def _by_rows(op: Operation, x: np.ndarray, a: np.ndarray, outs: list, overlaps: 
         arrays = [np.reshape(array, (rows, row), copy=False) for array in (x, *outs)]
     except ValueError:
         return False
-    row_leaks = np.broadcast_to(leak[(..., *[0] * trailing)], lead).reshape(rows)
     if not all(array.flags.c_contiguous for array in arrays):
         return False
+    row_leaks = np.broadcast_to(leak[(..., *[0] * trailing)], lead).reshape(rows)
     kernel = _loops["rows", op.name, x.dtype, outs[0].dtype]
     if overlaps:
         arrays = [arrays[0].copy(), *arrays[1:]]

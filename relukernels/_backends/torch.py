@@ -35,8 +35,7 @@ class TorchBackend:
             raise TypeError(f"leak must be a number or a torch.Tensor for a tensor x, got {type(leak).__name__}")
         if torch.compiler.is_compiling():  # Dynamo traces the registered custom ops
             return _compiled(op, x, leak, outs)
-        if not _CUSTOM_OPS:
-            _custom_ops()
+        _custom_ops()
         leak_is_tensor = _validate.is_array_leak(leak)
         has_storage = _has_storage(x) and not (leak_is_tensor and _validate.values_unknown(leak))
         if has_storage and not _tracks_grad(x, leak):
@@ -62,9 +61,7 @@ def _run(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
     import torch
 
     x_dtype = numpy_dtype(x.dtype)
-    if _validate.is_array_leak(leak):
-        if not isinstance(leak, torch.Tensor):
-            raise TypeError(f"leak must be a torch.Tensor for a tensor x, got {type(leak).__name__}")
+    if _validate.is_array_leak(leak):  # a tensor: TorchBackend.run checked that
         if leak.device != x.device:
             raise ValueError(f"leak is on device {leak.device}; x is on device {x.device}")
         leak = leak.detach()
@@ -166,12 +163,14 @@ def _dash(x: Any, leak: Any) -> Any:
     return generic.formulas(RELU_DASH, xp, x, leak)[0]
 
 
-def _leak_gradient(grad: Any, x: Any, leak: Any) -> Any:
-    """PReLU's gradient for a leak tensor: ``grad * x`` where ``x <= 0``, summed over the
-    dimensions along which the leak was broadcast, in the leak's dtype."""
+def _leak_gradient(per_element: Any, x: Any, leak: Any) -> Any:
+    """A leak tensor's gradient from ``per_element``, the chain rule's factor of each
+    element: kept where ``x <= 0`` (elsewhere the result does not depend on the leak),
+    summed over the dimensions along which the leak was broadcast, in its dtype.
+    ``grad * x`` gives PReLU's gradient of ``relu``; ``grad`` that of ``relu_dash``."""
     import torch
 
-    per_element = torch.where(x <= 0, grad * x, torch.zeros_like(grad))
+    per_element = torch.where(x <= 0, per_element, torch.zeros_like(per_element))
     return _sum_to_shape(per_element, leak.shape).to(leak.dtype)
 
 
@@ -207,7 +206,7 @@ def _relu_function() -> Any:
                 grad_x = grad * _dash(x, leak) if ctx.needs_input_grad[0] else None
                 grad_leak = None
                 if leak_tensor is not None and ctx.needs_input_grad[1]:
-                    grad_leak = _leak_gradient(grad, x, leak_tensor)
+                    grad_leak = _leak_gradient(grad * x, x, leak_tensor)
                 return grad_x, grad_leak
 
             @staticmethod
@@ -231,15 +230,6 @@ def _relu_function() -> Any:
 
         _RELU_FUNCTION = Relu
     return _RELU_FUNCTION
-
-
-def _result_dtype(x: Any, leak: Any) -> Any:
-    """The result's dtype, from dtypes alone (what the fake implementations give)."""
-    import array_api_compat.torch as xp
-
-    return generic.resolve_leak(xp, x, leak)[1] if not _validate.is_array_leak(leak) else (
-        x.dtype if x.dtype.is_floating_point or not leak.dtype.is_floating_point else xp.result_type(x.dtype, leak.dtype)
-    )
 
 
 _CUSTOM_OPS: dict[str, Any] = {}
@@ -268,7 +258,14 @@ def _register_custom_ops() -> dict[str, Any]:
         return run
 
     def fake(x: Any, leak_tensor: Any, leak: float) -> Any:
-        return torch.empty_like(x, dtype=_result_dtype(x, leak if leak_tensor is None else leak_tensor))
+        """The result's dtype from dtypes alone; a floating ``x`` keeps its own, which
+        needs no value of a number leak (symbolic under ``torch.compile``)."""
+        import array_api_compat.torch as xp
+
+        if leak_tensor is None and x.dtype.is_floating_point:
+            return torch.empty_like(x)
+        dtype = generic.resolve_leak(xp, x, leak if leak_tensor is None else leak_tensor)[1]
+        return torch.empty_like(x, dtype=dtype)
 
     ops = {}
     for op in (RELU, RELU_DASH):
@@ -285,16 +282,15 @@ def _register_custom_ops() -> dict[str, Any]:
         x, leak_tensor = ctx.saved_tensors
         leak = ctx.leak if leak_tensor is None else leak_tensor
         grad_x = grad * ops[RELU_DASH.name](x, leak_tensor, ctx.leak) if ctx.needs_input_grad[0] else None
-        grad_leak = _leak_gradient(grad, x, leak) if leak_tensor is not None and ctx.needs_input_grad[1] else None
+        grad_leak = _leak_gradient(grad * x, x, leak) if leak_tensor is not None and ctx.needs_input_grad[1] else None
         return grad_x, grad_leak, None
 
     def dash_backward(ctx: Any, grad: Any) -> tuple[Any, Any, None]:
         x, leak_tensor = ctx.saved_tensors
-        grad_x = grad_leak = None  # x comes detached: relu_dash is a step in x
+        grad_leak = None  # and none for x, which comes detached: relu_dash is a step in x
         if leak_tensor is not None and ctx.needs_input_grad[1]:
-            per_element = torch.where(x <= 0, grad, torch.zeros_like(grad))
-            grad_leak = _sum_to_shape(per_element, leak_tensor.shape).to(leak_tensor.dtype)
-        return grad_x, grad_leak, None
+            grad_leak = _leak_gradient(grad, x, leak_tensor)
+        return None, grad_leak, None
 
     ops[RELU.name].register_autograd(backward, setup_context=setup_context)
     ops[RELU_DASH.name].register_autograd(dash_backward, setup_context=setup_context)

@@ -39,8 +39,6 @@ class UfuncProtocolBackend:
                 if not isinstance(x, np.ndarray):
                     raise TypeError(f"out= is not supported for {type(x).__name__}; use the result")
                 _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
-        if op.nout == 2 and outs[0] is not None and outs[0] is outs[1]:
-            raise ValueError("out[0] and out[1] must be different arrays")
         # One single-output ufunc per result (xarray and Dask take no gufuncs); the one
         # that writes into x itself, if any, goes last, so that the others read x.
         parts = [(OPERATIONS[part], out) for part, out in zip(op.parts, outs)]
