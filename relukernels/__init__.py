@@ -5,7 +5,7 @@
 array([-0.2,  0.5])
 """
 
-from ._api import leaky_relu, relu, relu_and_dash, relu_dash
+from ._api import leaky_relu, relu, relu_and_dash, relu_backward, relu_dash, relu_leak_gradient
 from ._apply import apply_file
 
 
@@ -18,5 +18,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["relu", "relu_dash", "relu_and_dash", "leaky_relu", "apply_file", "ufuncs", "__version__"]
+__all__ = [
+    "relu", "relu_dash", "relu_and_dash", "relu_backward", "relu_leak_gradient", "leaky_relu", "apply_file", "ufuncs", "__version__",
+]
 __version__ = "0.1.0"

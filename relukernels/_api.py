@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import _validate
-from ._dispatch import backend_for
-from ._ops import RELU, RELU_AND_DASH, RELU_DASH
+import numpy as np
+
+from ._backends import generic
+from ._dispatch import UFUNC_PROTOCOL, backend_for
+from ._ops import RELU, RELU_AND_DASH, RELU_DASH, leak_gradient_formula
 
 
 def relu(x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
@@ -68,3 +71,66 @@ def relu_and_dash(x: Any, leak: Any = 0.0, *, out: Any = None) -> tuple[Any, Any
 def leaky_relu(x: Any, negative_slope: Any = 0.01, *, out: Any = None) -> Any:
     """:func:`relu` under PyTorch's and JAX's name and default slope (0.01)."""
     return relu(x, negative_slope, out=out)
+
+
+def relu_backward(grad: Any, x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
+    """The backward pass of :func:`relu`: ``grad * relu_dash(x, leak)``, in one pass.
+
+    Parameters
+    ----------
+    grad : array
+        The gradient with respect to ``relu(x, leak)``: ``x``'s shape, an array of
+        ``x``'s library, real floating or integer dtype.
+    x, leak
+        As given to :func:`relu`.
+    out : array, optional
+        Where to write the result; may be ``grad`` or ``x`` itself.
+
+    Returns
+    -------
+    array
+        ``grad * relu_dash(x, leak)``, bit for bit, in that product's dtype (the
+        library's promotion of ``grad``'s dtype and ``relu_dash``'s).
+    """
+    backend, x = backend_for(x)
+    grad_backend, grad = backend_for(grad)
+    if grad_backend is not backend:
+        raise TypeError(f"grad must be an array of x's type ({_type_name(x)}), got {_type_name(grad)}")
+    return backend.backward(grad, x, _validate.leak(leak), out)
+
+
+def relu_leak_gradient(grad: Any, x: Any, leak: Any) -> Any:
+    """The gradient of :func:`relu` with respect to its leak (PReLU's slope gradient).
+
+    Parameters
+    ----------
+    grad : array
+        The gradient with respect to ``relu(x, leak)``, of ``x``'s shape and library.
+    x, leak
+        As given to :func:`relu`.
+
+    Returns
+    -------
+    array
+        ``grad * x`` where ``x <= 0``, else 0, summed over the dimensions along which
+        the leak was broadcast: an array of the leak's shape (0-d for a number), in
+        the dtype of ``relu_backward(grad, x, leak)``, of ``x``'s library (NumPy for
+        containers).
+    """
+    backend, x = backend_for(x)
+    grad_backend, grad = backend_for(grad)
+    if grad_backend is not backend:
+        raise TypeError(f"grad must be an array of x's type ({_type_name(x)}), got {_type_name(grad)}")
+    if backend is UFUNC_PROTOCOL:  # containers: the gradient is a plain array
+        x, grad = np.asarray(x), np.asarray(grad)
+    xp = generic.namespace(x)
+    leak = _validate.leak(leak)
+    _, dash_dtype = generic.resolve_leak(xp, x, leak)
+    _validate.grad_shape(grad.shape, x.shape)
+    dtype = _validate.grad_dtype(xp, grad.dtype, dash_dtype)
+    leak_shape = tuple(leak.shape) if _validate.is_array_leak(leak) else ()
+    return leak_gradient_formula(xp, grad, x, leak_shape, dtype)
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"

@@ -36,6 +36,26 @@ def relu_dash_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:
     return xp.where(x <= 0, a, xp.ones_like(x, dtype=dtype))
 
 
+def relu_backward_formula(xp: Any, grad: Any, x: Any, a: Any, dtype: Any) -> Any:
+    """``grad * relu_dash(x, a)`` in ``xp``'s promotion of ``grad`` and ``dtype``,
+    ``relu_dash``'s result dtype. Under ``jax.jit`` and ``torch.compile`` the two
+    operations fuse into one pass."""
+    return grad * relu_dash_formula(xp, x, a, dtype)
+
+
+def leak_gradient_formula(xp: Any, grad: Any, x: Any, leak_shape: tuple[int, ...], dtype: Any) -> Any:
+    """The gradient of ``sum(grad * relu(x, leak))`` with respect to a leak of
+    ``leak_shape`` (``()`` for a number): ``grad * x`` where ``x <= 0``, else 0, in
+    ``dtype``, summed over the dimensions along which the leak was broadcast."""
+    grad, x = xp.astype(grad, dtype), xp.astype(x, dtype)
+    per_element = xp.where(x <= 0, grad * x, xp.zeros_like(grad))
+    lead = per_element.ndim - len(leak_shape)
+    repeated = [lead + d for d, n in enumerate(leak_shape) if n == 1 and per_element.shape[lead + d] != 1]
+    axes = tuple(range(lead)) + tuple(repeated)
+    summed = xp.sum(per_element, axis=axes, dtype=dtype, keepdims=True) if axes else per_element
+    return xp.reshape(summed, tuple(leak_shape))
+
+
 def device_of(x: Any) -> Any:
     """The device of array ``x``, as ``array_api_compat`` reads it."""
     import array_api_compat
@@ -54,6 +74,8 @@ class Operation:
     """The same formulas as ``f(xp, x, a, dtype)`` in an array-API namespace."""
     parts: tuple[str, ...]
     """The single-output operations that give each result (``(name,)`` for one)."""
+    inputs: tuple[str, ...] = ("x",)
+    """The array arguments before the leak: the element formulas take these, then the leak."""
     nout: int = field(init=False)
     out_names: tuple[str, ...] = field(init=False)
     """How errors name each output."""
@@ -69,5 +91,10 @@ RELU_DASH = Operation("relu_dash", (_scalar.relu_dash,), (relu_dash_formula,), (
 RELU_AND_DASH = Operation(
     "relu_and_dash", (_scalar.relu, _scalar.relu_dash), (relu_formula, relu_dash_formula), ("relu", "relu_dash")
 )
+RELU_BACKWARD = Operation(
+    "relu_backward", (_scalar.relu_backward,), (relu_backward_formula,), ("relu_backward",), inputs=("grad", "x")
+)
+"""The backward pass: ``grad`` times ``relu_dash``, a second array input, so not one of
+``OPERATIONS`` (the backends' ``run``); they run it with ``backward``."""
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in (RELU, RELU_DASH, RELU_AND_DASH)}

@@ -23,6 +23,12 @@ def relu(x, a):
     return scaled if x == 0 or (math.copysign(1.0, x) < 0 and x == x) else x
 
 
+def relu_backward(g, x, a):
+    """``g * relu_dash(x, a)`` in one step: ``g * a`` where ``x <= 0``, else ``g``
+    (``g * 1`` is ``g``, bit for bit)."""
+    return g * a if x == 0 or (math.copysign(1.0, x) < 0 and x == x) else g
+
+
 def relu_dash(x, a):
     """``a`` where ``x <= 0``, else 1 (NaN gives 1, as the seed's ``np.where`` does)."""
     return a if x == 0 or (math.copysign(1.0, x) < 0 and x == x) else 1

@@ -85,6 +85,21 @@ def array_leak(xp: Any, value: Any, shape: tuple[int, ...], dtype: Any) -> tuple
     return cast, result
 
 
+def grad_dtype(xp: Any, dtype: Any, dash_dtype: Any) -> Any:
+    """The result dtype of ``relu_backward`` for a ``grad`` of ``dtype``: ``xp``'s
+    promotion of it and ``dash_dtype`` (``relu_dash``'s). ``grad`` must be real."""
+    if not (xp.isdtype(dtype, "real floating") or xp.isdtype(dtype, "integral")):
+        name = str(dtype).removeprefix("torch.")
+        raise TypeError(f"grad has dtype {name}; it must be a real floating or integer array")
+    return xp.result_type(dtype, dash_dtype)
+
+
+def grad_shape(grad_shape: tuple, shape: tuple) -> None:
+    """Check that ``grad`` has ``x``'s ``shape``."""
+    if tuple(grad_shape) != tuple(shape):
+        raise ValueError(f"grad has shape {tuple(grad_shape)}; it must have x's shape {tuple(shape)}")
+
+
 def broadcast_leak(leak_shape: tuple, shape: tuple) -> None:
     """Check that a leak of ``leak_shape`` broadcasts to ``shape`` and leaves it as is."""
     try:

@@ -6,7 +6,9 @@
 array([-0.2,  3. ])
 
 ``relu(x, leak)`` and ``relu_dash(x, leak)`` are ``@numba.vectorize`` ufuncs;
-``relu_and_dash(x, leak)`` is a ``@numba.guvectorize`` ufunc with scalar core
+``relu_backward(grad, x, leak)``, ``grad * relu_dash(x, leak)`` in one pass, is a
+``@numba.vectorize`` ufunc of three inputs; ``relu_and_dash(x, leak)`` is a
+``@numba.guvectorize`` ufunc with scalar core
 dimensions (``(),()->(),()``) and two outputs. NumPy's machinery gives them
 broadcasting (a per-channel leak), any strides, ``out=``, overlap handling, type
 resolution and the ufunc protocol (pandas, xarray, Dask, masked arrays and other
@@ -32,7 +34,7 @@ import numba
 import numpy as np
 
 from ._backends._numba_cpu import relu_dash_element, relu_element
-from ._ops import OPERATIONS, Operation
+from ._ops import OPERATIONS, RELU_BACKWARD, Operation
 
 DTYPES = tuple(np.dtype(c) for c in "i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
 """The dtypes with a loop of their own, smallest first: NumPy takes the first loop
@@ -56,13 +58,14 @@ def _build(op: Operation) -> Any:
     """``op`` as a Numba ``DUFunc`` or ``GUFunc``, compiled for every dtype of ``DTYPES``."""
     types = [numba.from_dtype(dtype) for dtype in DTYPES]
     if op.nout == 1:
-        return numba.vectorize([t(t, t) for t in types], cache=True)(op.elements[0])
+        arguments = len(op.inputs) + 1  # the arrays, then the leak
+        return numba.vectorize([t(*[t] * arguments) for t in types], cache=True)(op.elements[0])
     signatures = [numba.void(t, t, *[t[:]] * op.nout) for t in types]
     layout = "(),()->" + ",".join(["()"] * op.nout)
     return numba.guvectorize(signatures, layout, cache=True)(_MULTI_OUTPUT_KERNELS[op.name])
 
 
-NUMBA_UFUNCS: dict[str, Any] = {name: _build(op) for name, op in OPERATIONS.items()}
+NUMBA_UFUNCS: dict[str, Any] = {op.name: _build(op) for op in (*OPERATIONS.values(), RELU_BACKWARD)}
 """Numba's objects, which ``@numba.njit`` code can call (on arrays and scalars)."""
 UFUNCS: dict[str, np.ufunc] = {name: compiled.ufunc for name, compiled in NUMBA_UFUNCS.items()}
 """The bare NumPy ufuncs: what NumPy, pandas, xarray and Dask see."""
@@ -70,9 +73,14 @@ UFUNCS: dict[str, np.ufunc] = {name: compiled.ufunc for name, compiled in NUMBA_
 relu = UFUNCS["relu"]
 relu_dash = UFUNCS["relu_dash"]
 relu_and_dash = UFUNCS["relu_and_dash"]
+relu_backward = UFUNCS["relu_backward"]
 
 numba_relu = NUMBA_UFUNCS["relu"]
 numba_relu_dash = NUMBA_UFUNCS["relu_dash"]
 numba_relu_and_dash = NUMBA_UFUNCS["relu_and_dash"]
+numba_relu_backward = NUMBA_UFUNCS["relu_backward"]
 
-__all__ = ["relu", "relu_dash", "relu_and_dash", "numba_relu", "numba_relu_dash", "numba_relu_and_dash"]
+__all__ = [
+    "relu", "relu_dash", "relu_and_dash", "relu_backward",
+    "numba_relu", "numba_relu_dash", "numba_relu_and_dash", "numba_relu_backward",
+]

@@ -22,3 +22,8 @@ class Backend(Protocol):
         or an array still to be checked with ``_validate.array_leak``. ``outs`` has
         one entry per result, each ``None`` or an unchecked array.
         """
+
+    def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
+        """``relu_backward``: ``grad * relu_dash(x, leak)`` into ``out`` (``None`` or an
+        unchecked array). ``grad`` is an array of this backend, still to be checked
+        with ``_validate.grad_dtype``; ``leak`` arrives as for ``run``."""

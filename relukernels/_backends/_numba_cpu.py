@@ -10,7 +10,8 @@ through the formulas of ``relukernels._scalar`` (or, for float16, through tables
 all 65,536 results). A loop is compiled two ways: ``@njit(nogil=True)`` over
 C-contiguous 1-d arrays, which threads run on chunks; and ``@guvectorize`` over a
 strided last axis, with NumPy's gufunc machinery doing the other axes and overlap.
-The rows loops take a 2-d C-contiguous array and one leak per row (PReLU).
+The rows loops take a 2-d C-contiguous array and one leak per row (PReLU); the
+backward loop takes two 1-d arrays (``grad`` and ``x``).
 Importing this module imports Numba; ``relukernels`` does so on the first NumPy call.
 """
 
@@ -27,6 +28,7 @@ from .. import _scalar
 
 relu_element = numba.njit(inline="always")(_scalar.relu)
 relu_dash_element = numba.njit(inline="always")(_scalar.relu_dash)
+relu_backward_element = numba.njit(inline="always")(_scalar.relu_backward)
 """The element formulas as Numba functions, for these loops and for the ufuncs."""
 
 
@@ -65,6 +67,11 @@ def relu_and_dash_rows_loop(x, a, y, dy):
             v = x[r, i]  # read once: y may be x itself
             y[r, i] = relu_element(v, a[r])
             dy[r, i] = relu_dash_element(v, a[r])
+
+
+def relu_backward_loop(g, x, a, y):
+    for i in range(x.shape[0]):
+        y[i] = relu_backward_element(g[i], x[i], a)  # y may be g or x itself
 
 
 def lookup_loop(bits, table, y):
@@ -128,6 +135,16 @@ def rows_loop(name: str, in_dtype: np.dtype, out_dtype: np.dtype) -> Callable[..
     leaks = numba.types.Array(y_type, 1, "A", readonly=True)
     signature = numba.void(x_array, leaks, *[numba.types.Array(y_type, 2, "C")] * n_outputs)
     return _compile(lambda **kw: numba.njit([signature], nogil=True, **kw), func)
+
+
+@functools.cache
+def backward_loop(dtype: np.dtype) -> Callable[..., None]:
+    """The compiled ``relu_backward`` loop, called ``loop(grad, x, leak, out)`` on 1-d
+    C-contiguous arrays of ``dtype``."""
+    t = numba.from_dtype(dtype)
+    array = numba.types.Array(t, 1, "C", readonly=True)
+    signature = numba.void(array, array, t, numba.types.Array(t, 1, "C"))
+    return _compile(lambda **kw: numba.njit([signature], nogil=True, **kw), relu_backward_loop)
 
 
 @functools.cache

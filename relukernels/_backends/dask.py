@@ -46,6 +46,20 @@ class DaskBackend:
         ]
 
 
+    def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
+        """``relu_backward`` chunk by chunk, ``grad`` rechunked to ``x``'s chunks."""
+        if out is not None:
+            raise TypeError("out= is not supported for Dask arrays, which are immutable; use the result")
+        import dask.array as da
+
+        _validate.grad_shape(grad.shape, x.shape)
+        grad = grad.rechunk(x.chunks)
+        if _validate.is_array_leak(leak):
+            leak = _aligned_leak(da, x, leak)
+        meta = relukernels.relu_backward(grad._meta, x._meta, leak._meta if _validate.is_array_leak(leak) else leak)
+        return da.map_blocks(relukernels.relu_backward, grad, x, leak, dtype=meta.dtype, meta=meta)
+
+
 def _as_list(results: Any) -> list:
     return list(results) if isinstance(results, tuple) else [results]
 

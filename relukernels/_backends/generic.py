@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _validate
-from .._ops import Operation, device_of
+from .._ops import RELU_BACKWARD, Operation, device_of
 
 
 def resolve_leak(xp: Any, x: Any, leak: Any) -> tuple[Any, Any]:
@@ -50,23 +50,38 @@ class GenericBackend:
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         """Compute ``op``, check every ``out``, then copy each result into its ``out``."""
         results = formulas(op, namespace(x), x, leak)
-        for result, out, name in zip(results, outs, op.out_names):
-            if out is not None:
-                _validate.out_array(
-                    out,
-                    name=name,
-                    expected_type=type(x),
-                    shape=result.shape,
-                    dtype=result.dtype,
-                    device=device_of(x),
-                    device_of=device_of,
-                )
-        for result, out, name in zip(results, outs, op.out_names):
-            if out is not None:
-                try:
-                    out[...] = result
-                except (TypeError, ValueError, NotImplementedError) as error:
-                    raise TypeError(
-                        f"{name}: {type(out).__name__} arrays cannot be written in place"
-                    ) from error
-        return [result if out is None else out for result, out in zip(results, outs)]
+        return _into(results, outs, op.out_names, x)
+
+    def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
+        """``relu_backward`` by its formula, copied into ``out`` if given."""
+        return _into([backward_formula(namespace(x), grad, x, leak)], (out,), ("out",), x)[0]
+
+
+def backward_formula(xp: Any, grad: Any, x: Any, leak: Any) -> Any:
+    """``relu_backward`` in namespace ``xp``, after the contract's checks."""
+    a, dash_dtype = resolve_leak(xp, x, leak)
+    _validate.grad_shape(grad.shape, x.shape)
+    _validate.grad_dtype(xp, grad.dtype, dash_dtype)
+    return RELU_BACKWARD.formulas[0](xp, grad, x, a, dash_dtype)
+
+
+def _into(results: list, outs: tuple, names: tuple, x: Any) -> list:
+    """``results``, each copied into its ``out`` where one is given (all checked first)."""
+    for result, out, name in zip(results, outs, names):
+        if out is not None:
+            _validate.out_array(
+                out,
+                name=name,
+                expected_type=type(x),
+                shape=result.shape,
+                dtype=result.dtype,
+                device=device_of(x),
+                device_of=device_of,
+            )
+    for result, out, name in zip(results, outs, names):
+        if out is not None:
+            try:
+                out[...] = result
+            except (TypeError, ValueError, NotImplementedError) as error:
+                raise TypeError(f"{name}: {type(out).__name__} arrays cannot be written in place") from error
+    return [result if out is None else out for result, out in zip(results, outs)]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from .._ops import OPERATIONS, RELU, Operation
+from .. import _validate
+from .._ops import OPERATIONS, RELU, RELU_BACKWARD, Operation
 from . import generic
 
 
@@ -30,12 +31,31 @@ class JaxBackend:
         a, dtype = generic.resolve_leak(generic.namespace(x), x, leak)
         return [_compiled(part, dtype, _is_floating(x.dtype))(x, a) for part in op.parts]
 
+    def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
+        if out is not None:
+            raise TypeError("out= is not supported for JAX arrays, which are immutable; use the result")
+        xp = generic.namespace(x)
+        a, dash_dtype = generic.resolve_leak(xp, x, leak)
+        _validate.grad_shape(grad.shape, x.shape)
+        _validate.grad_dtype(xp, grad.dtype, dash_dtype)
+        return _compiled_backward(dash_dtype)(grad, x, a)
+
 
 @functools.cache
 def _is_floating(dtype: Any) -> bool:
     import jax.numpy as jnp
 
     return bool(jnp.issubdtype(dtype, jnp.floating))
+
+
+@functools.cache
+def _compiled_backward(dash_dtype: Any) -> Callable[[Any, Any, Any], Any]:
+    """``jax.jit`` of ``relu_backward``'s formula for ``relu_dash`` results of ``dash_dtype``."""
+    import jax
+    import jax.numpy as jnp
+
+    (formula,) = RELU_BACKWARD.formulas
+    return jax.jit(lambda grad, x, a: formula(jnp, grad, x, a, dash_dtype))
 
 
 @functools.cache

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _validate
-from .._ops import Operation
+from .._ops import RELU_BACKWARD, Operation
 
 _LOOP_DTYPES = frozenset(np.dtype(c) for c in "f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
 _FLOAT16 = np.dtype(np.float16)
@@ -84,22 +84,12 @@ class NumpyBackend:
 
     def run(self, op: Operation, x: np.ndarray, leak: Any, outs: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array)."""
-        if type(leak) is float or type(leak) is int:
-            a, dtype = _validate.numpy_result(x.dtype, leak)
-        elif isinstance(leak, np.ndarray):
-            a, dtype = _validate.array_leak(np, leak, x.shape, x.dtype)
-        else:
-            raise TypeError(f"leak must be a number or a NumPy array for a NumPy x, got {type(leak).__name__}")
+        a, dtype = _resolve_leak(x, leak)
         overlaps = False
         checked = []
         for out, name in zip(outs, op.out_names):
-            if out is None:
-                out = np.empty_like(x, dtype=dtype, subok=False)
-            else:
-                if not (type(out) is np.ndarray and out.shape == x.shape and out.dtype == dtype and out.flags.writeable):
-                    _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
-                overlaps = overlaps or _overlap(out, x)
-            checked.append(out)
+            checked.append(_output(out, x, dtype, name))
+            overlaps = overlaps or (out is not None and _overlap(out, x))
         if len(checked) == 2 and _overlap(*checked):
             raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
         if x.size == 0:
@@ -110,14 +100,64 @@ class NumpyBackend:
                     out[...] = formula(np, x, a, dtype)
         elif isinstance(a, np.ndarray):
             if dtype not in _LOOP_DTYPES or x.dtype == _FLOAT16 or not _by_rows(op, x, a, checked, overlaps):
-                call_ufunc(op, x, a, dtype, checked)
+                call_ufunc(op, (x,), a, dtype, checked)
         elif overlaps or not _flat(op, x, a, checked):
             _strided(op, x, a, checked)
         return checked
 
+    def backward(self, grad: np.ndarray, x: np.ndarray, leak: Any, out: Any) -> np.ndarray:
+        """``relu_backward``: the ``njit`` loop when ``grad``, ``x`` and ``out`` share a
+        dtype and a contiguous layout and the leak is a number (on chunks in threads
+        when large), else the ufunc; ``out`` may be ``grad`` or ``x`` itself."""
+        a, dash_dtype = _resolve_leak(x, leak)
+        _validate.grad_shape(grad.shape, x.shape)
+        dtype = _validate.grad_dtype(np, grad.dtype, dash_dtype)
+        overlaps = out is not None and (_overlap(out, grad) or _overlap(out, x))
+        out = _output(out, x, dtype, "out")
+        if x.size == 0:
+            return out
+        if dtype not in _LOOP_DTYPES and dtype != _FLOAT16:
+            with np.errstate(all="ignore"):
+                out[...] = RELU_BACKWARD.formulas[0](np, grad, x, a, dash_dtype)
+            return out
+        views = None
+        if not overlaps and not isinstance(a, np.ndarray) and grad.dtype == x.dtype == dtype != _FLOAT16:
+            views = _flat_views([grad, x, out])
+        if views is None:  # the leak rounded to relu_dash's dtype first, as the product does
+            call_ufunc(RELU_BACKWARD, (grad, x), a if isinstance(a, np.ndarray) else dash_dtype.type(a), dtype, (out,))
+            return out
+        kernel = _loops["backward", dtype]
+        g, v, y = views
+        if x.size < PARALLEL_MIN_SIZE:
+            kernel(g, v, a, y)
+            return out
+        _in_chunks(lambda lo, hi: kernel(g[lo:hi], v[lo:hi], a, y[lo:hi]), x.size, x.size, _CHUNK_ALIGN)
+        return out
 
-def call_ufunc(op: Operation, x: Any, a: Any, dtype: np.dtype | None, outs: tuple | list) -> list:
-    """``op``'s ufunc over ``x`` (an array or a container) with leak ``a`` in result
+
+def _resolve_leak(x: np.ndarray, leak: Any) -> tuple[Any, np.dtype]:
+    """The leak to compute with (a number, or an array cast to the result dtype) and
+    ``relu``'s result dtype, for ``x``."""
+    if type(leak) is float or type(leak) is int:
+        return _validate.numpy_result(x.dtype, leak)
+    if isinstance(leak, np.ndarray):
+        return _validate.array_leak(np, leak, x.shape, x.dtype)
+    raise TypeError(f"leak must be a number or a NumPy array for a NumPy x, got {type(leak).__name__}")
+
+
+def _output(out: Any, x: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """``out`` checked to take a result of ``x``'s shape in ``dtype``, or a new array
+    in ``x``'s memory order."""
+    if out is None:
+        return np.empty_like(x, dtype=dtype, subok=False)
+    if not (type(out) is np.ndarray and out.shape == x.shape and out.dtype == dtype and out.flags.writeable):
+        _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
+    return out
+
+
+def call_ufunc(op: Operation, inputs: tuple, a: Any, dtype: np.dtype | None, outs: tuple | list) -> list:
+    """``op``'s ufunc over ``inputs`` (arrays or containers: ``(x,)``, or ``(grad, x)``
+    for ``relu_backward``) with leak ``a`` in result
     ``dtype`` (``None``: NumPy resolves it), into ``outs`` (each ``None`` or an array).
 
     Float16 runs the float32 loop on a float16 leak: exact once stored as float16.
@@ -128,7 +168,7 @@ def call_ufunc(op: Operation, x: Any, a: Any, dtype: np.dtype | None, outs: tupl
     if dtype is not None:
         a = a if isinstance(a, np.ndarray) else dtype.type(a)
         options["dtype"] = _FLOAT32 if dtype == _FLOAT16 else dtype
-    results = UFUNCS[op.name](x, a, **options)
+    results = UFUNCS[op.name](*inputs, a, **options)
     results = list(results) if op.nout > 1 else [results]
     if dtype == _FLOAT16:
         results = [r if out is not None else r.astype(_FLOAT16) for r, out in zip(results, outs)]
@@ -138,21 +178,26 @@ def call_ufunc(op: Operation, x: Any, a: Any, dtype: np.dtype | None, outs: tupl
 def _flat(op: Operation, x: np.ndarray, a: int | float, outs: list) -> bool:
     """Run ``op`` on the ``njit`` loops if every array is contiguous in one order, on
     chunks in threads when large; return whether it ran."""
-    arrays = [x, *outs]
-    if x.flags.c_contiguous and outs[0].flags.c_contiguous and outs[-1].flags.c_contiguous:
-        if x.ndim != 1:
-            arrays = [array.reshape(-1) for array in arrays]
-    elif x.flags.f_contiguous and outs[0].flags.f_contiguous and outs[-1].flags.f_contiguous:
-        arrays = [array.T.reshape(-1) for array in arrays]
-    else:
+    arrays = _flat_views([x, *outs])
+    if arrays is None:
         return False
     kernel, extras, arrays = _loop(op, "flat", a, arrays)
     if x.size < PARALLEL_MIN_SIZE:
         kernel(arrays[0], *extras, *arrays[1:])
-    else:
-        _in_chunks(lambda lo, hi: kernel(arrays[0][lo:hi], *extras, *[y[lo:hi] for y in arrays[1:]]),
-                   x.size, x.size, _CHUNK_ALIGN)
+        return True
+    _in_chunks(lambda lo, hi: kernel(arrays[0][lo:hi], *extras, *[y[lo:hi] for y in arrays[1:]]),
+               x.size, x.size, _CHUNK_ALIGN)
     return True
+
+
+def _flat_views(arrays: list[np.ndarray]) -> list[np.ndarray] | None:
+    """1-d views of same-shaped ``arrays`` in one element order, if all are C- or all
+    are F-contiguous; else ``None``."""
+    if all(array.flags.c_contiguous for array in arrays):
+        return [array.reshape(-1) for array in arrays]
+    if all(array.flags.f_contiguous for array in arrays):
+        return [array.T.reshape(-1) for array in arrays]
+    return None
 
 
 def _strided(op: Operation, x: np.ndarray, a: int | float, outs: list) -> None:
@@ -255,7 +300,7 @@ def _float16_tables(a: float) -> dict[str, np.ndarray]:
 
 class _CompiledLoops(dict):
     """Compiled loops by (kind: "flat", "strided" or "rows", name, input dtype,
-    output dtype), compiled (or loaded from Numba's disk cache) on first use."""
+    output dtype), or ("backward", dtype), compiled (or loaded from Numba's disk cache) on first use."""
 
     def __missing__(self, key: tuple) -> Callable[..., None]:
         from . import _numba_cpu
@@ -263,6 +308,8 @@ class _CompiledLoops(dict):
         kind, *signature = key
         if kind == "rows":
             loop = _numba_cpu.rows_loop(*signature)
+        elif kind == "backward":
+            loop = _numba_cpu.backward_loop(*signature)
         else:
             loop = _numba_cpu.loop(signature[0], kind == "flat", *signature[1:])
         self[key] = loop

@@ -2,8 +2,8 @@
 tensors on the CUDA kernels on PyTorch's current stream, autograd kept working.
 
 A tensor (or a leak tensor) that requires grad goes through a
-``torch.autograd.Function`` whose backward multiplies by ``relu_dash`` and gives a
-leak tensor PReLU's gradient. Dtypes NumPy lacks (bfloat16), integer tensors with a
+``torch.autograd.Function`` whose backward is ``relu_backward`` (one pass on the
+kernels) and gives a leak tensor PReLU's gradient. Dtypes NumPy lacks (bfloat16), integer tensors with a
 fractional leak (PyTorch promotes them to its default float, not to float64), and
 tensors on devices without kernels take the formulas in PyTorch's own operations.
 """
@@ -31,8 +31,7 @@ class TorchBackend:
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         import torch
 
-        if _validate.is_array_leak(leak) and not isinstance(leak, torch.Tensor):
-            raise TypeError(f"leak must be a number or a torch.Tensor for a tensor x, got {type(leak).__name__}")
+        _check_leak_type(leak)
         if torch.compiler.is_compiling():  # Dynamo traces the registered custom ops
             return _compiled(op, x, leak, outs)
         _custom_ops()
@@ -56,21 +55,81 @@ class TorchBackend:
         return results
 
 
+    def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
+        _check_leak_type(leak)
+        return _relu_backward(grad, x, leak, out)
+
+
+def _check_leak_type(leak: Any) -> None:
+    import torch
+
+    if _validate.is_array_leak(leak) and not isinstance(leak, torch.Tensor):
+        raise TypeError(f"leak must be a number or a torch.Tensor for a tensor x, got {type(leak).__name__}")
+
+
+def _check_leak_device(leak: Any, x: Any) -> None:
+    if leak.device != x.device:
+        raise ValueError(f"leak is on device {leak.device}; x is on device {x.device}")
+
+
+def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
+    """``relu_backward``: the kernels where they can read ``grad`` and ``x`` and no graph
+    has to go through ``grad`` or a leak tensor; otherwise PyTorch's operations, which
+    stay differentiable (double backward) and which ``torch.compile`` and
+    ``torch.func`` trace. No graph goes through ``x``: relu_dash is a step in ``x``."""
+    import array_api_compat.torch as xp
+    import torch
+
+    leak_is_tensor = _validate.is_array_leak(leak)
+    if leak_is_tensor:
+        _check_leak_device(leak, x)
+    constant_leak = not (leak_is_tensor and (_validate.differentiable(leak) or _validate.values_unknown(leak)))
+    readable = _has_storage(grad) and _has_storage(x) and not torch.compiler.is_compiling()
+    if readable and constant_leak and not _tracks_grad(grad, leak) and _kernels_apply(x, leak, grad.dtype):
+        if out is not None:
+            _check_out(out, x, grad.dtype, "out")
+        result = torch.empty_like(grad) if out is None else out
+        if leak_is_tensor:
+            leak = leak.detach()
+        if x.is_cuda:  # no CUDA kernel for it yet: PyTorch's operations, in place
+            result.copy_(generic.backward_formula(xp, grad.detach(), x.detach(), leak))
+        else:
+            leak = leak.numpy() if leak_is_tensor else leak
+            _NUMPY.backward(grad.detach().numpy(), x.detach().numpy(), leak, result.detach().numpy())
+        if out is not None:
+            torch.autograd.graph.increment_version(out)
+        return result
+    result = generic.backward_formula(xp, grad, x.detach(), leak)
+    if out is None:
+        return result
+    if _tracks_grad(grad, leak):
+        raise TypeError("out= cannot be used when grad or leak requires grad: autograd cannot follow a write into out")
+    _check_out(out, x, result.dtype, "out")
+    return out.copy_(result)
+
+
+def _kernels_apply(x: Any, leak: Any, dtype: Any = None) -> bool:
+    """Whether the kernels give what PyTorch's promotion gives: dtypes NumPy has, no
+    integer ``x`` with a fractional leak, on the CPU or CUDA; for ``relu_backward``,
+    a ``grad`` of ``dtype`` equal to ``x``'s."""
+    if x.device.type not in ("cpu", "cuda") or (dtype is not None and dtype != x.dtype):
+        return False
+    x_dtype = numpy_dtype(x.dtype)
+    if x_dtype is None:
+        return False
+    if _validate.is_array_leak(leak):
+        return numpy_dtype(leak.dtype) is not None and (x.dtype.is_floating_point or not leak.dtype.is_floating_point)
+    return _validate.numpy_result(x_dtype, leak)[1] == x_dtype
+
+
 def _run(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
     """``op`` without autograd: the CUDA or NumPy kernels, else PyTorch's operations."""
     import torch
 
-    x_dtype = numpy_dtype(x.dtype)
     if _validate.is_array_leak(leak):  # a tensor: TorchBackend.run checked that
-        if leak.device != x.device:
-            raise ValueError(f"leak is on device {leak.device}; x is on device {x.device}")
+        _check_leak_device(leak, x)
         leak = leak.detach()
-        kernels_apply = x_dtype is not None and numpy_dtype(leak.dtype) is not None and (
-            x.dtype.is_floating_point or not leak.dtype.is_floating_point
-        )
-    else:
-        kernels_apply = x_dtype is not None and _validate.numpy_result(x_dtype, leak)[1] == x_dtype
-    if not kernels_apply or x.device.type not in ("cpu", "cuda"):
+    if not _kernels_apply(x, leak):
         return _formula(op, x, leak, outs)
     for out, name in zip(outs, op.out_names):
         if out is not None:
@@ -151,18 +210,6 @@ def _sum_to_shape(tensor: Any, shape: Any) -> Any:
     return tensor.sum(dim=repeated, keepdim=True) if repeated else tensor
 
 
-def _dash(x: Any, leak: Any) -> Any:
-    """``relu_dash`` for backward and forward AD: the kernels where they can read ``x``
-    and the leak is a constant; otherwise PyTorch's operations, which work under
-    ``torch.func`` and stay differentiable in a leak tensor (double backward)."""
-    leak_is_tensor = _validate.is_array_leak(leak)
-    if _has_storage(x) and not (leak_is_tensor and (_validate.differentiable(leak) or _validate.values_unknown(leak))):
-        return _run(RELU_DASH, x.detach(), leak, (None,))[0]
-    import array_api_compat.torch as xp
-
-    return generic.formulas(RELU_DASH, xp, x, leak)[0]
-
-
 def _leak_gradient(per_element: Any, x: Any, leak: Any) -> Any:
     """A leak tensor's gradient from ``per_element``, the chain rule's factor of each
     element: kept where ``x <= 0`` (elsewhere the result does not depend on the leak),
@@ -203,7 +250,7 @@ def _relu_function() -> Any:
             def backward(ctx: Any, grad: Any) -> tuple[Any, Any]:
                 x, leak_tensor = ctx.saved_tensors
                 leak = ctx.leak if leak_tensor is None else leak_tensor
-                grad_x = grad * _dash(x, leak) if ctx.needs_input_grad[0] else None
+                grad_x = _relu_backward(grad, x, leak, None) if ctx.needs_input_grad[0] else None
                 grad_leak = None
                 if leak_tensor is not None and ctx.needs_input_grad[1]:
                     grad_leak = _leak_gradient(grad * x, x, leak_tensor)
@@ -213,7 +260,7 @@ def _relu_function() -> Any:
             def jvp(ctx: Any, x_dot: Any, leak_dot: Any) -> Any:
                 x, leak_tensor = ctx.saved_tensors
                 leak = ctx.leak if leak_tensor is None else leak_tensor
-                tangent = x_dot * _dash(x, leak) if x_dot is not None else None
+                tangent = _relu_backward(x_dot, x, leak, None) if x_dot is not None else None
                 if leak_dot is not None:
                     from_leak = torch.where(x <= 0, leak_dot.to(x.dtype) * x, torch.zeros_like(x))
                     tangent = from_leak if tangent is None else tangent + from_leak

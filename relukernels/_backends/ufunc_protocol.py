@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate
-from .._ops import OPERATIONS, Operation
+from .._ops import OPERATIONS, RELU_BACKWARD, Operation
 from .numpy import call_ufunc
 
 
@@ -25,20 +25,11 @@ class UfuncProtocolBackend:
     name = "numpy ufunc protocol"
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
-        if _validate.is_array_leak(leak) and not isinstance(leak, np.ndarray):
-            raise TypeError(f"leak must be a number or a NumPy array here, got {type(leak).__name__}")
         if not hasattr(x, "dtype"):
             return _by_column(op, x, leak, outs)
-        dtype = _numpy_dtype(x.dtype)
-        if _validate.is_array_leak(leak):
-            a, dtype = _validate.array_leak(np, leak, np.shape(x), dtype)
-        else:
-            a, dtype = _validate.numpy_result(dtype, leak)
+        a, dtype = _resolve_leak(x, leak)
         for out, name in zip(outs, op.out_names):
-            if out is not None:
-                if not isinstance(x, np.ndarray):
-                    raise TypeError(f"out= is not supported for {type(x).__name__}; use the result")
-                _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
+            _check_out(out, x, dtype, name)
         # One single-output ufunc per result (xarray and Dask take no gufuncs); the one
         # that writes into x itself, if any, goes last, so that the others read x.
         parts = [(OPERATIONS[part], out) for part, out in zip(op.parts, outs)]
@@ -46,8 +37,38 @@ class UfuncProtocolBackend:
         results: list[Any] = [None] * len(parts)
         for i in order:
             part, out = parts[i]
-            results[i] = call_ufunc(part, x, a, dtype, (out,))[0]
+            results[i] = call_ufunc(part, (x,), a, dtype, (out,))[0]
         return results
+
+
+    def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
+        """``relu_backward``'s ufunc over the two containers (pandas aligns them)."""
+        if not hasattr(x, "dtype"):
+            raise TypeError(f"relu_backward takes no {type(x).__name__} (one dtype per column): call it per column")
+        a, dash_dtype = _resolve_leak(x, leak)
+        _validate.grad_shape(np.shape(grad), np.shape(x))
+        dtype = _validate.grad_dtype(np, _numpy_dtype(grad.dtype), dash_dtype)
+        _check_out(out, x, dtype, "out")
+        a = a if isinstance(a, np.ndarray) else dash_dtype.type(a)  # rounded as relu_dash rounds it
+        return call_ufunc(RELU_BACKWARD, (grad, x), a, dtype, (out,))[0]
+
+
+def _resolve_leak(x: Any, leak: Any) -> tuple[Any, np.dtype]:
+    """The leak to compute with and ``relu``'s result dtype, for container ``x``."""
+    if _validate.is_array_leak(leak) and not isinstance(leak, np.ndarray):
+        raise TypeError(f"leak must be a number or a NumPy array here, got {type(leak).__name__}")
+    dtype = _numpy_dtype(x.dtype)
+    if _validate.is_array_leak(leak):
+        return _validate.array_leak(np, leak, np.shape(x), dtype)
+    return _validate.numpy_result(dtype, leak)
+
+
+def _check_out(out: Any, x: Any, dtype: np.dtype, name: str) -> None:
+    """``out`` is for ndarray subclasses only, checked as for NumPy arrays."""
+    if out is not None:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"out= is not supported for {type(x).__name__}; use the result")
+        _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype:
