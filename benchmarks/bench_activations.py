@@ -3,10 +3,13 @@
 Parameterised over backend x operation x size x dtype. Each case is timed allocating
 its result and writing into a preallocated ``out`` (``time_*_out``; in-place calls with
 ``out=x`` run the same kernels over the same bytes, and repeating them would drive a
-leaky ReLU's negative inputs into subnormals). ``track_*`` reports throughput and the
-ratio to a copy of the same bytes on the same device, measured in the same process, so
-the dashboard shows the distance to the hardware limit. ``peakmem_*`` is the process's
-peak memory.
+leaky ReLU's negative inputs into subnormals). ``track_*`` reports throughput, the copy
+limit and the ratio to it, measured in the same process, so the dashboard shows the
+distance to the hardware limit. On the CPU the limit is the fastest of ``np.copyto``
+and a compiled copy loop, in one thread and in one per core
+(``relukernels._bench.copy_limit_cases``); on a GPU it is a device-to-device copy.
+``track_call_peak_bytes`` is the growth of the process's peak resident memory during
+one allocating call: setup, imports and compilation come before the peak is reset.
 
 Backends this machine lacks are skipped without starting a process
 (``skip_for_params``), and nothing here touches CUDA at import: a GPU backend needs its
@@ -16,6 +19,8 @@ benchmarks with ``launch_method: spawn`` (asv's forkserver breaks CUDA).
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import importlib.util
 import itertools
 import os
@@ -44,6 +49,7 @@ AVAILABLE = {
 BACKENDS = list(AVAILABLE)
 ON_GPU = {"rk cupy", "cupy formula", "torch cuda"}
 ONLY_RELU = {"numpy maximum"}  # np.maximum(x, leak * x) has no derivative form
+ON_HOST = [backend for backend in BACKENDS if backend not in ON_GPU]
 
 
 def _skipped(*rest: list) -> list[tuple]:
@@ -67,7 +73,7 @@ class _Arrays:
             self.x = cupy.asarray(host)
             self.y, self.dy = cupy.empty_like(self.x), cupy.empty_like(self.x)
             self.sync = cupy.cuda.get_current_stream().synchronize
-            self.copy = lambda: self.y.data.copy_from_device_async(self.x.data, self.nbytes)
+            self.device_copy = lambda: self.y.data.copy_from_device_async(self.x.data, self.nbytes)
         elif backend in ("torch cpu", "torch cuda"):
             import torch
 
@@ -75,11 +81,20 @@ class _Arrays:
             self.y, self.dy = torch.empty_like(self.x), torch.empty_like(self.x)
             if backend == "torch cuda":
                 self.sync = torch.cuda.synchronize
-            self.copy = lambda: self.y.copy_(self.x)
+                self.device_copy = lambda: self.y.copy_(self.x)
         else:
             self.x = host
             self.y, self.dy = np.empty_like(host), np.empty_like(host)
-            self.copy = lambda: np.copyto(self.y, self.x)
+
+    def copies(self) -> list[Callable[[], Any]]:
+        """The candidates for the copy limit of ``x`` into ``y``: a device-to-device
+        copy on a GPU; on the CPU ``relukernels._bench.copy_limit_cases``."""
+        if self.backend in ON_GPU:
+            return [self.device_copy]
+        from relukernels._bench import copy_limit_cases
+
+        host = [a.numpy() if hasattr(a, "numpy") else a for a in (self.x, self.y)]
+        return [case.run for case in copy_limit_cases(*host)]
 
     def call(self, op: str, out: bool) -> Callable[[], Any]:
         """A function that runs ``op`` once (into ``y``/``dy`` when ``out``) and waits."""
@@ -144,7 +159,8 @@ class Activation:
 
 
 class Throughput:
-    """GB/s (bytes read + written) and the ratio to a same-size copy, per backend."""
+    """GB/s (bytes read + written), the copy limit on the same memory and the ratio of
+    the two, per backend."""
 
     params = (BACKENDS, OPS, [10_000_000])
     param_names = ["backend", "op", "size"]
@@ -153,9 +169,9 @@ class Throughput:
     def setup(self, backend: str, op: str, size: int) -> None:
         self.arrays = _Arrays(backend, size, "float32")
         self.run = self.arrays.call(op, True)
-        copy, sync = self.arrays.copy, self.arrays.sync
+        sync = self.arrays.sync
         self.op_time = _median_time(self.run)
-        self.copy_time = _median_time(lambda: (copy(), sync()))
+        self.copy_time = min(_median_time(lambda: (copy(), sync())) for copy in self.arrays.copies())
 
     @skip_for_params(_skipped([10_000_000]))
     def track_gb_per_s(self, backend: str, op: str, size: int) -> float:
@@ -164,26 +180,55 @@ class Throughput:
     track_gb_per_s.unit = "GB/s"
 
     @skip_for_params(_skipped([10_000_000]))
+    def track_copy_limit_gb_per_s(self, backend: str, op: str, size: int) -> float:
+        return 2 * self.arrays.nbytes / self.copy_time / 1e9
+
+    track_copy_limit_gb_per_s.unit = "GB/s"
+
+    @skip_for_params(_skipped([10_000_000]))
     def track_ratio_to_copy(self, backend: str, op: str, size: int) -> float:
         copy_rate = 2 * self.arrays.nbytes / self.copy_time
         return self.arrays.bytes_moved(op) / self.op_time / copy_rate
 
-    track_ratio_to_copy.unit = "fraction of copy bandwidth"
+    track_ratio_to_copy.unit = "fraction of the copy limit"
 
 
 class Memory:
-    """Peak memory of the process around one allocating call (the seed's temporaries show)."""
+    """Peak host memory of one allocating call (the seed's temporaries show), on the
+    backends whose arrays live in host memory."""
 
-    params = (BACKENDS, OPS)
+    params = (ON_HOST, OPS)
     param_names = ["backend", "op"]
 
     def setup(self, backend: str, op: str) -> None:
         self.arrays = _Arrays(backend, 10_000_000, "float32")
         self.run = self.arrays.call(op, False)
+        self.run()  # imports, compilation, thread pools: before the measurement
 
-    @skip_for_params(_skipped())
-    def peakmem_call(self, backend: str, op: str) -> None:
-        self.run()
+    @skip_for_params([(b, o) for b, o in _skipped() if b in ON_HOST])
+    def track_call_peak_bytes(self, backend: str, op: str) -> int:
+        return call_peak_bytes(self.run)
+
+    track_call_peak_bytes.unit = "bytes"
+
+
+def call_peak_bytes(function: Callable[[], Any]) -> int:
+    """How far one call of ``function`` raises the process's peak resident memory
+    above what it holds before the call (Linux: the peak is reset through
+    ``/proc/self/clear_refs``, freed heap memory returned first with ``malloc_trim``)."""
+    gc.collect()
+    ctypes.CDLL(None).malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # peak RSS := current RSS
+    before = _status_bytes("VmRSS")
+    function()
+    return _status_bytes("VmHWM") - before
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
 
 
 def _median_time(function: Callable[[], Any], repeats: int = 15) -> float:
