@@ -153,7 +153,8 @@ def kernel_kinds() -> dict:
         return _bench.Case(f"{kind} kernel", launch, 2 * x.nbytes, "cuda")
 
     cases = [
-        _bench.Case(_bench.COPY["cuda"], lambda: y.data.copy_from_device_async(x.data, x.nbytes), 2 * x.nbytes, "cuda"),
+        _bench.Case("copy: cupy device to device", lambda: y.data.copy_from_device_async(x.data, x.nbytes),
+                    2 * x.nbytes, "cuda", copy=True),
         kernel("quads", flat),
         kernel("flat", flat),
         kernel("strided", four_d),

@@ -81,7 +81,8 @@ def apply_file(
     src : path
         A ``.npy`` file of a real floating or integer dtype.
     dst : path, or a pair of paths for ``op="both"``
-        Where the result goes (``relu``'s first, then ``relu_dash``'s).
+        Where the result goes (``relu``'s first, then ``relu_dash``'s); names end in
+        ``.npy``.
     leak : float
         As in :func:`relukernels.relu`.
     op : {"relu", "relu_dash", "both"}
@@ -167,6 +168,8 @@ def _check_targets(src: Path, targets: list[Path], overwrite: bool, in_place: bo
     if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
         raise ApplyError("the two outputs of --op both must be different files")
     for target in targets:
+        if target.suffix.lower() != ".npy":
+            raise ApplyError(f"{target}: apply writes .npy files; give an output name ending in .npy")
         if target.resolve() == src.resolve():
             if not in_place:
                 raise ApplyError(f"{target}: is the input; pass --in-place to replace it")

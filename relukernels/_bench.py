@@ -8,20 +8,21 @@ around a batch of calls on the current stream.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import statistics
 import sys
 import time
 import tracemalloc
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
 import relukernels as rk
 
 LEAK = 0.1
-COPY = {"cpu": "numpy copyto", "cuda": "cupy device copy"}
 SEED = "seed np.where"
 PEER = {"cpu": "torch leaky_relu out=", "cuda": "torch cuda leaky_relu out="}
 
@@ -35,6 +36,7 @@ class Case:
     bytes_moved: int
     device: str = "cpu"
     times: list[float] = field(default_factory=list)
+    copy: bool = False  # a candidate for the copy limit
 
 
 def _copy_loop(x, y):
@@ -42,25 +44,31 @@ def _copy_loop(x, y):
         y[i] = x[i]
 
 
+@functools.cache
+def _compiled_copy_loop() -> Callable[[np.ndarray, np.ndarray], None]:
+    """``_copy_loop`` compiled once per process (Numba then keeps one per dtype)."""
+    import numba
+
+    return numba.njit(nogil=True)(_copy_loop)
+
+
 def copy_limit_cases(x: np.ndarray, y: np.ndarray) -> list[Case]:
     """The candidates for the copy limit of 1-d ``x`` into ``y``: ``np.copyto`` and a
     compiled copy loop, each in one thread and in one thread per core (the backend's
     pool). The limit is the fastest of them, measured in the same run."""
-    import numba
-
     from ._backends import numpy as numpy_backend
 
-    loop = numba.njit(nogil=True)(_copy_loop)
+    loop = _compiled_copy_loop()
     threads = numpy_backend.num_threads()
 
     def threaded(copy: Callable[[np.ndarray, np.ndarray], Any]) -> Callable[[], None]:
         return lambda: numpy_backend._in_chunks(lambda lo, hi: copy(x[lo:hi], y[lo:hi]), x.size, x.size, 1024)
 
     return [
-        Case("copy: np.copyto, 1 thread", lambda: np.copyto(y, x), 2 * x.nbytes),
-        Case("copy: numba loop, 1 thread", lambda: loop(x, y), 2 * x.nbytes),
-        Case(f"copy: np.copyto, {threads} threads", threaded(np.copyto), 2 * x.nbytes),
-        Case(f"copy: numba loop, {threads} threads", threaded(loop), 2 * x.nbytes),
+        Case("copy: np.copyto, 1 thread", lambda: np.copyto(y, x), 2 * x.nbytes, copy=True),
+        Case("copy: numba loop, 1 thread", lambda: loop(x, y), 2 * x.nbytes, copy=True),
+        Case(f"copy: np.copyto, {threads} threads", threaded(np.copyto), 2 * x.nbytes, copy=True),
+        Case(f"copy: numba loop, {threads} threads", threaded(loop), 2 * x.nbytes, copy=True),
     ]
 
 
@@ -96,7 +104,7 @@ def cpu_cases(n: int, dtype: np.dtype, groups: list[str]) -> list[Case]:
     y, dy = np.empty_like(x), np.empty_like(x)
     b = x.nbytes
     cases = [
-        Case(COPY["cpu"], lambda: np.copyto(y, x), 2 * b),
+        *copy_limit_cases(x, y),
         Case(SEED, lambda: _seed_relu(x, LEAK), 2 * b),
         Case("numpy maximum out=", lambda: np.maximum(x, 0, out=y), 2 * b),
         Case("rk relu(leak=0) out=", lambda: rk.relu(x, out=y), 2 * b),
@@ -129,7 +137,7 @@ def gpu_cases(n: int, dtype: np.dtype, groups: list[str]) -> list[Case]:
     )
     a = dtype.type(LEAK)
     cases = [
-        Case(COPY["cuda"], lambda: y.data.copy_from_device_async(x.data, b), 2 * b, "cuda"),
+        Case("copy: cupy device to device", lambda: y.data.copy_from_device_async(x.data, b), 2 * b, "cuda", copy=True),
         Case("cupy where formula", lambda: cupy.where(x <= 0, a * x, x), 2 * b, "cuda"),
         Case("cupy ElementwiseKernel out=", lambda: elementwise(x, a, y), 2 * b, "cuda"),
         Case("rk cupy relu out=", lambda: rk.relu(x, LEAK, out=y), 2 * b, "cuda"),
@@ -228,29 +236,29 @@ def run(sizes: list[int], dtype: str, groups: list[str], rounds: int, show_progr
 
 
 def _rows(cases: list[Case], n: int) -> list[dict]:
+    """One row per case; ``vs_copy`` is its throughput over the copy limit, the
+    fastest of the copy candidates at this size."""
     medians = {c.name: statistics.median(c.times) for c in cases}
-    copy = medians[COPY[cases[0].device]]
-    copy_rate = next(c.bytes_moved for c in cases if c.name == COPY[c.device]) / copy
+    rates = {c.name: c.bytes_moved / medians[c.name] for c in cases}
+    limit = max(rates[c.name] for c in cases if c.copy)
     seed = medians.get(SEED)
     peer = next((c for c in cases if c.name == PEER[c.device]), None)
-    peer_rate = peer.bytes_moved / medians[peer.name] if peer else None
-    rows = []
-    for case in cases:
-        rate = case.bytes_moved / medians[case.name]
-        rows.append(
-            {
-                "case": case.name,
-                "device": case.device,
-                "size": n,
-                "median_us": medians[case.name] * 1e6,
-                "gb_per_s": rate / 1e9,
-                "vs_copy": rate / copy_rate,
-                "speedup_vs_seed": (seed / medians[case.name]) if seed else None,
-                "vs_torch": rate / peer_rate if peer_rate else None,
-                "samples": len(case.times),
-            }
-        )
-    return rows
+    peer_rate = rates[peer.name] if peer else None
+    return [
+        {
+            "case": case.name,
+            "device": case.device,
+            "size": n,
+            "copy_candidate": case.copy,
+            "median_us": medians[case.name] * 1e6,
+            "gb_per_s": rates[case.name] / 1e9,
+            "vs_copy": rates[case.name] / limit,
+            "speedup_vs_seed": (seed / medians[case.name]) if seed else None,
+            "vs_torch": rates[case.name] / peer_rate if peer_rate else None,
+            "samples": len(case.times),
+        }
+        for case in cases
+    ]
 
 
 class _NoBar:
@@ -263,25 +271,55 @@ class _NoBar:
         pass
 
 
-def progress_bar(total: int, show: bool, **options: Any) -> Any:
-    """A tqdm bar (with tqdm's ``options``) when ``show`` and stderr is a terminal and
-    tqdm is installed; otherwise one that draws nothing. Both have ``n``, ``update``
-    and ``close``."""
-    if not show or not sys.stderr.isatty():
+class _PlainBar:
+    """A one-line counter on a terminal, for machines without tqdm: ``desc: n/total``,
+    redrawn in place at most ten times a second."""
+
+    def __init__(self, total: int, stream: TextIO, desc: str = "", unit: str = "it", leave: bool = True,
+                 **_: Any) -> None:
+        self.n, self.total, self.stream, self.leave = 0, total, stream, leave
+        self.label, self.unit, self.drawn = f"{desc}: " if desc else "", unit, 0.0
+        self._draw()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self.drawn > 0.1 or self.n >= self.total:
+            self._draw()
+
+    def close(self) -> None:
+        self._draw()
+        self.stream.write("\n" if self.leave else "\r\033[K")
+        self.stream.flush()
+
+    def _draw(self) -> None:
+        percent = 100 * self.n / self.total if self.total else 100
+        self.stream.write(f"\r{self.label}{self.n:,}/{self.total:,} {self.unit} ({percent:.0f}%)")
+        self.stream.flush()
+        self.drawn = time.monotonic()
+
+
+def progress_bar(total: int, show: bool, stream: TextIO | None = None, **options: Any) -> Any:
+    """A progress bar on ``stream`` (standard error by default) when ``show`` and the
+    stream is a terminal: tqdm's (with tqdm's ``options``) where tqdm is installed, else
+    a plain counter; otherwise one that draws nothing. All have ``n``, ``update`` and
+    ``close``."""
+    stream = stream or sys.stderr
+    if not show or not stream.isatty():
         return _NoBar()
     try:
         from tqdm import tqdm
     except ImportError:
-        return _NoBar()
-    return tqdm(total=total, **options)
+        return _PlainBar(total, stream, **options)
+    return tqdm(total=total, file=stream, **options)
 
 
 def format_table(result: dict) -> str:
     """The rows as a Markdown table, then the peak allocation."""
     lines = [
-        f"dtype {result['dtype']}; medians; GB/s counts bytes read + written; 'vs copy' and "
-        "'vs torch out=' are throughput over that of the same-size copy and of PyTorch's "
-        "leaky_relu(out=), on the same device; '× seed' is the speed-up over np.where.",
+        f"dtype {result['dtype']}; medians; GB/s counts bytes read + written; 'vs copy' is "
+        "throughput over the copy limit (the fastest of the 'copy:' rows at that size and "
+        "device, 1.00 for the limit itself), 'vs torch out=' over PyTorch's leaky_relu(out=) "
+        "on the same device; '× seed' is the speed-up over np.where.",
         "",
         "| size | case | µs/call | GB/s | vs copy | vs torch out= | × seed |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -304,35 +342,77 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+MARKERS = "osD^vP*Xh<>p"
+
+
 def plot(result: dict, path: str) -> None:
-    """Throughput against size, log-log, one line per case, the copy dashed."""
+    """Two panels against size: GB/s (log-log) with the copy limit drawn as the limit,
+    and each case's fraction of that limit; dotted verticals where the arrays
+    outgrow the L2 and L3 caches and where relukernels starts using threads."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
-    names = list(dict.fromkeys(row["case"] for row in result["rows"]))
-    colors = plt.get_cmap("tab20")
-    for number, name in enumerate(names):
-        rows = [r for r in result["rows"] if r["case"] == name]
-        copy = name in COPY.values()
-        axes.plot(
-            [r["size"] for r in rows],
-            [r["gb_per_s"] for r in rows],
-            "--" if copy else "-",
-            color="black" if copy else colors(number % 20),
-            linewidth=2.5 if name.startswith("rk ") else 1.2,
-            marker="o",
-            label=f"{name} (limit)" if copy else name,
-        )
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlabel("elements")
-    axes.set_ylabel("GB/s (read + written)")
-    axes.set_title(f"relukernels throughput, {result['dtype']}")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7)
+    rows = [row for row in result["rows"] if not row["copy_candidate"]]
+    figure, (rates, fractions) = plt.subplots(2, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2))
+    for device in dict.fromkeys(row["device"] for row in result["rows"]):
+        limits = _limits(result["rows"], device)
+        rates.plot(list(limits), list(limits.values()), color="black", linewidth=3.5, alpha=0.35,
+                   label=f"copy limit, {device}: fastest copy measured at each size")
+    fractions.axhline(1.0, color="black", linewidth=3.5, alpha=0.35)
+    colours = plt.get_cmap("tab10")
+    for number, name in enumerate(dict.fromkeys(row["case"] for row in rows)):
+        own = [row for row in rows if row["case"] == name]
+        style = {
+            "color": colours(number % 10),
+            "marker": MARKERS[number % len(MARKERS)],
+            "linestyle": "-" if name.startswith("rk ") else "--",
+            "linewidth": 2 if name.startswith("rk ") else 1.2,
+            "markersize": 5,
+            "label": name,
+        }
+        sizes = [row["size"] for row in own]
+        rates.plot(sizes, [row["gb_per_s"] for row in own], **style)
+        fractions.plot(sizes, [row["vs_copy"] for row in own], **style)
+    itemsize = np.dtype(result["dtype"]).itemsize
+    for axes in (rates, fractions):
+        for elements, text in _landmarks(itemsize):
+            axes.axvline(elements, color="grey", linestyle=":", linewidth=1)
+            if axes is rates:
+                axes.annotate(text, (elements, 1), xycoords=("data", "axes fraction"), xytext=(3, -3),
+                              textcoords="offset points", rotation=90, va="top", fontsize=7, color="dimgrey")
+        axes.grid(True, which="both", alpha=0.25)
+    rates.set(xscale="log", yscale="log", ylabel="GB/s (bytes read + written)",
+              title=f"relukernels throughput, {result['dtype']}, medians")
+    fractions.set(xlabel="elements", ylabel="fraction of the copy limit")
+    fractions.set_ylim(bottom=0)
+    rates.legend(fontsize=7, loc="lower right", ncols=2)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _limits(rows: list[dict], device: str) -> dict[int, float]:
+    """Size -> GB/s of the fastest copy candidate on ``device``."""
+    limits: dict[int, float] = {}
+    for row in rows:
+        if row["copy_candidate"] and row["device"] == device:
+            limits[row["size"]] = max(limits.get(row["size"], 0.0), row["gb_per_s"])
+    return limits
+
+
+def _landmarks(itemsize: int) -> list[tuple[int, str]]:
+    """Sizes (elements) where something changes on this machine: x and y together
+    outgrow the L2 and the L3 cache (Linux's sysfs), and the NumPy backend starts
+    splitting arrays over threads."""
+    from ._backends.numpy import PARALLEL_MIN_SIZE, num_threads
+
+    marks = [(PARALLEL_MIN_SIZE, f"{num_threads()} threads from here")]
+    for level in (2, 3):
+        for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+            if (index / "level").read_text().strip() == str(level):
+                size = (index / "size").read_text().strip()
+                kib = int(size.rstrip("K")) if size.endswith("K") else int(size) >> 10
+                marks.append((kib * 1024 // (2 * itemsize), f"x + y fill L{level} ({kib:,} KiB)"))
+    return marks

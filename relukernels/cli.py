@@ -6,10 +6,12 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import sys
 import warnings
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
@@ -46,6 +48,14 @@ def _demo_backends() -> dict[str, Callable[[np.ndarray, float], tuple[Any, Any]]
         import torch
 
         backends["torch cpu"] = lambda x, a: tuple(r.numpy() for r in rk.relu_and_dash(torch.from_numpy(x), a))
+    if importlib.util.find_spec("jax"):
+        backends["jax (float64)"] = _jax_relu_and_dash
+    if importlib.util.find_spec("dask"):
+        import dask.array as da
+
+        backends["dask (2-element chunks)"] = lambda x, a: tuple(
+            np.asarray(r) for r in da.compute(*rk.relu_and_dash(da.from_array(x, chunks=2), a))
+        )
     if has_gpu():
         import cupy
 
@@ -53,25 +63,37 @@ def _demo_backends() -> dict[str, Callable[[np.ndarray, float], tuple[Any, Any]]
     return backends
 
 
+def _jax_relu_and_dash(x: np.ndarray, leak: float) -> tuple[np.ndarray, np.ndarray]:
+    """relu_and_dash on a JAX array, in float64 like the others (JAX's default is
+    float32; 64-bit is switched on for this call only)."""
+    import jax
+
+    enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64  # moved in JAX 0.6
+    with enable_x64(True):
+        return tuple(np.asarray(r) for r in rk.relu_and_dash(jax.numpy.asarray(x), leak))
+
+
 def demo(_: argparse.Namespace) -> int:
-    """The tutorial's three examples through every backend, side by side."""
+    """The tutorial's three examples through every backend, one row per backend."""
     backends = _demo_backends()
+    width = max(map(len, backends)) + 2
     agree = True
     for title, values, leak in TUTORIAL_EXAMPLES:
         x = np.array(values, dtype=float).ravel()
         results = {name: backend(x, leak) for name, backend in backends.items()}
         reference = results["numba cpu"]
         print(f"\ntutorial example {title}")
-        print(f"  {'x':>8} | " + " | ".join(f"{name:>20}" for name in results))
-        for i, value in enumerate(x):
-            cells = [f"{float(r[0][i]):>9.4g} {float(r[1][i]):>10.4g}" for r in results.values()]
-            print(f"  {value:>8.4g} | " + " | ".join(cells))
+        print(f"  {'':10}{'x':>{width}}" + "".join(f"{value:>9.4g}" for value in x))
+        for part, label in enumerate(("relu", "relu_dash")):
+            for row, (name, result) in enumerate(results.items()):
+                cells = "".join(f"{float(value):>9.4g}" for value in np.asarray(result[part]).ravel())
+                print(f"  {label if row == 0 else '':10}{name:>{width}}{cells}")
         for name, (y, dy) in results.items():
             same = np.array_equal(y, reference[0]) and np.array_equal(dy, reference[1])
             agree &= same
             if not same:
                 print(f"  !! {name} differs from the numba kernels")
-    print("\ncolumns: relu(x) then relu_dash(x) for each backend")
+    print(f"\n{len(backends)} backends: {', '.join(backends)}")
     print("all backends agree" if agree else "BACKENDS DISAGREE")
     return 0 if agree else 1
 
@@ -127,6 +149,12 @@ def _gpu_summary() -> str:
     return ", ".join(f"{number}: {name}" for number, name in names)
 
 
+INSTALL_HINTS = {"torch": "pip install torch", "cupy": 'a CUDA GPU and pip install "relukernels[cuda12]"'}
+BENCH_ARRAYS = 6  # x, y, dy, torch's and the seed's results, the seed's temporary: the most alive at once
+TABLE_SIZES = [1_000, 1_000_000, 32_000_000]
+PLOT_SIZES = [m * 10**e for e in range(3, 8) for m in (1, 2, 5)] + [10**8]  # 1e3, 2e3, 5e3, ... 1e8
+
+
 def bench(args: argparse.Namespace) -> int:
     """Time relukernels against the copy limit, the seed formula and peers."""
     from relukernels import _bench
@@ -135,15 +163,29 @@ def bench(args: argparse.Namespace) -> int:
     groups = args.backends or available
     missing = sorted(set(groups) - set(available))
     if missing:
-        print(f"relukernels bench: not available here: {', '.join(missing)}", file=sys.stderr)
+        needs = "; ".join(f"{name} needs {INSTALL_HINTS.get(name, 'a backend of that name')}" for name in missing)
+        print(f"relukernels bench: error: not available here: {', '.join(missing)} ({needs})", file=sys.stderr)
         return 2
-    result = _bench.run(args.sizes, args.dtype, groups, args.rounds, show_progress=not args.json)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(_bench.format_table(result))
+    sizes = args.sizes or (PLOT_SIZES if args.plot else TABLE_SIZES)
+    needed = BENCH_ARRAYS * max(sizes) * np.dtype(args.dtype).itemsize
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > memory:
+        print(f"relukernels bench: error: {max(sizes):,} elements need about {needed / 1e9:,.1f} GB, "
+              f"this machine has {memory / 1e9:,.1f} GB", file=sys.stderr)
+        return 2
+    try:
+        result = _bench.run(sizes, args.dtype, groups, args.rounds, show_progress=True)
+    except MemoryError:
+        print(f"relukernels bench: error: not enough free memory for {max(sizes):,} elements", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else _bench.format_table(result))
     if args.plot:
-        _bench.plot(result, args.plot)
+        try:
+            _bench.plot(result, args.plot)
+        except OSError as error:
+            print(f"relukernels bench: error: cannot write {args.plot}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -154,7 +196,11 @@ def plot(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("matplotlib") is None:
         print("relukernels plot: needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 2
-    tutorial_figure(args.output, args.leak)
+    try:
+        tutorial_figure(args.output, args.leak)
+    except OSError as error:
+        print(f"relukernels plot: error: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}")
     return 0
 
@@ -180,12 +226,9 @@ def apply(args: argparse.Namespace) -> int:
             in_place=args.in_place,
             progress=bar,
         )
-    except ApplyError as error:
+    except (ApplyError, OSError, ValueError, TypeError) as error:
         print(f"relukernels apply: error: {error}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, TypeError) as error:
-        print(f"relukernels apply: error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("relukernels apply: interrupted; no output was written", file=sys.stderr)
         return 130
@@ -219,67 +262,142 @@ class _ApplyProgress:
             self.bar.close()
 
 
+MIN_BATCH_BYTES = 4096
+
+
 def _byte_size(text: str) -> int:
+    """``--batch-size``: bytes, with an optional K, M or G (binary) suffix."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     number, unit = text.upper().rstrip("B").rstrip("I"), ""
     if number and number[-1] in "KMG":
         number, unit = number[:-1], number[-1]
     try:
         value = int(float(number) * units[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch-size takes bytes such as 4096, 64M or 1G, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError("--batch-size must be positive")
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"--batch-size takes bytes such as 4096, 64M or 1G, got {text!r}") from None
+    if value < MIN_BATCH_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"--batch-size must be at least 4K ({MIN_BATCH_BYTES} bytes), got {text!r}: smaller batches "
+            "spend their time on per-batch work, not on the data"
+        )
     return value
 
 
 def _sizes(text: str) -> list[int]:
+    """``--sizes``: element counts separated by commas (``1e6`` allowed)."""
     try:
         sizes = [int(float(part)) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes takes integers separated by commas, got {text!r}")
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"--sizes takes integers separated by commas, got {text!r}") from None
     if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError("--sizes must be positive")
+        raise argparse.ArgumentTypeError(f"--sizes must be positive, got {text!r}")
     return sizes
+
+
+def _number(option: str, convert: Callable[[str], Any], kind: str, valid: Callable[[Any], bool],
+            rule: str) -> Callable[[str], Any]:
+    """An argparse type for ``option``: ``convert(text)``, refused unless ``valid``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes {kind}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"{option} must be {rule}, got {text!r}")
+        return value
+
+    return parse
+
+
+_rounds = _number("--rounds", int, "a positive integer", lambda rounds: rounds >= 1, "at least 1")
+_leak = _number("--leak", float, "a number", math.isfinite, "finite")
+
+
+def _png(text: str) -> str:
+    """A PNG file to write: named ``*.png``, in a folder that exists and is writeable."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text!r}: the figure is a PNG; give a file name ending in .png")
+    folder = path.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: cannot write there")
+    return text
 
 
 class _OneLineErrors(argparse.ArgumentParser):
     """Bad options get one line on stderr (and exit 2), not the whole usage text."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="relukernels", description=rk.__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrors)
-    commands.add_parser("demo", help="the tutorial's examples through every backend").set_defaults(func=demo)
-    commands.add_parser("info", help="versions, threads, backends, GPU").set_defaults(func=info)
-    bench_parser = commands.add_parser("bench", help="throughput against copy, seed formula and peers")
-    bench_parser.add_argument("--sizes", type=_sizes, default=[1000, 1_000_000, 32_000_000], help="e.g. 1e3,1e6")
-    bench_parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
-    bench_parser.add_argument("--backends", type=lambda s: s.split(","), help="numpy,torch,cupy (default: all here)")
-    bench_parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; medians are reported")
+def _parser() -> argparse.ArgumentParser:
+    """The command line: every command and option with its help and default."""
+    parser = _OneLineErrors(prog="relukernels", description=rk.__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"relukernels {rk.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=_OneLineErrors)
+
+    def command(name: str, summary: str, function: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=f"{summary}.")
+        sub.set_defaults(func=function)
+        return sub
+
+    command("demo", "the tutorial's examples through every backend installed here, side by side", demo)
+    command("info", "versions, threads, which backend each installed library gets, GPUs", info)
+    bench_parser = command("bench", "time per call and GB/s against the copy limit, the seed formula and peers", bench)
+    bench_parser.add_argument(
+        "--sizes", type=_sizes, metavar="N,N,...",
+        help=f"element counts, e.g. 1e3,1e6 (default: 1e3,1e6,32e6; with --plot {len(PLOT_SIZES)} sizes from "
+        "1e3 to 1e8: 1, 2, 5 in each decade)",
+    )
+    bench_parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"],
+                              help="element type (default: %(default)s)")
+    bench_parser.add_argument("--backends", type=lambda s: s.split(","), metavar="NAME,...",
+                              help="numpy, torch, cupy (default: all installed here)")
+    bench_parser.add_argument("--rounds", type=_rounds, default=7,
+                              help="interleaved rounds; medians are reported (default: %(default)s)")
     bench_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    bench_parser.add_argument("--plot", metavar="FILE.png", help="also draw throughput against size")
-    bench_parser.set_defaults(func=bench)
-    plot_parser = commands.add_parser("plot", help="the tutorial's figure: ReLU, leaky ReLU and derivatives")
-    plot_parser.add_argument("output", nargs="?", default="relu.png", help="PNG file (default relu.png)")
-    plot_parser.add_argument("--leak", type=float, default=0.1)
-    plot_parser.set_defaults(func=plot)
-    apply_parser = commands.add_parser("apply", help="stream a .npy file through the kernels into another")
-    apply_parser.add_argument("input", help="a .npy file")
-    apply_parser.add_argument("outputs", nargs="+", metavar="output", help="a .npy path (two for --op both)")
-    apply_parser.add_argument("--leak", type=float, default=0.0)
-    apply_parser.add_argument("--op", choices=["relu", "relu_dash", "both"], default="relu")
-    apply_parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    apply_parser.add_argument("--batch-size", type=_byte_size, default="64M", help="input bytes per batch (64M)")
+    bench_parser.add_argument("--plot", metavar="FILE.png", type=_png,
+                              help="also draw GB/s and the fraction of the copy limit against size")
+    plot_parser = command("plot", "the tutorial's figure, ReLU and leaky ReLU and their derivatives, to a PNG "
+                          "(needs matplotlib)", plot)
+    plot_parser.add_argument("output", nargs="?", default="relu.png", type=_png, help="PNG file (default: %(default)s)")
+    plot_parser.add_argument("--leak", type=_leak, default=0.1, help="the leaky curve's slope (default: %(default)s)")
+    apply_parser = command("apply", "stream a .npy file through the kernels into another .npy file", apply)
+    apply_parser.add_argument("input", help="a .npy file of a real floating or integer dtype")
+    apply_parser.add_argument("outputs", nargs="+", metavar="output",
+                              help="a .npy path (two for --op both: relu's, then relu_dash's)")
+    apply_parser.add_argument("--leak", type=_leak, default=0.0, help="slope for x <= 0 (default: %(default)s)")
+    apply_parser.add_argument("--op", choices=["relu", "relu_dash", "both"], default="relu",
+                              help="what to compute (default: %(default)s)")
+    apply_parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                              help="auto takes a GPU when Numba finds one (default: %(default)s)")
+    apply_parser.add_argument("--batch-size", type=_byte_size, default="64M",
+                              help="input bytes per batch, at least 4K (default: %(default)s)")
     apply_parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     apply_parser.add_argument("--in-place", action="store_true", help="allow the output to be the input")
     apply_parser.add_argument("--quiet", action="store_true", help="no progress bar, no final line")
-    apply_parser.set_defaults(func=apply)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input or environment is one line on stderr and exit 2."""
+    args = _parser().parse_args(argv)
+    from relukernels._backends.numpy import num_threads
+
+    try:
+        num_threads()  # a bad RELUKERNELS_NUM_THREADS, before any work
+    except ValueError as error:
+        print(f"relukernels: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"relukernels {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -161,13 +161,17 @@ BAD = [
     (["x.npy", "a-file/y.npy"], "output directory does not exist"),
     (["x.npy", "y.npy", "--op", "both"], "takes 2 output path"),
     (["x.npy", "y.npy", "--batch-size", "lots"], "--batch-size takes bytes"),
+    (["x.npy", "y.npy", "--batch-size", "4095"], "--batch-size must be at least 4K"),
+    (["x.npy", "y.csv"], "apply writes .npy files; give an output name ending in .npy"),
+    (["x.npy", "y.npy", "dy.txt", "--op", "both"], "dy.txt: apply writes .npy files"),
+    (["x.npy", "y.npy", "--leak", "nan"], "--leak must be finite"),
 ]
 
 
 @pytest.mark.parametrize("args, message", BAD)
-def test_bad_input_is_one_line_and_a_nonzero_exit(files, args, message):
+def test_bad_input_is_one_line_and_exit_2(files, args, message):
     done = _cli(*args, cwd=files)
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert (files / "existing.npy").read_bytes() == b"keep me"
@@ -207,6 +211,9 @@ def test_python_entry_point_errors(tmp_path):
     np.save(tmp_path / "x.npy", np.ones(3))
     with pytest.raises(ApplyError, match="--op must be one of"):
         apply_file(tmp_path / "x.npy", tmp_path / "y.npy", op="sigmoid")
+    with pytest.raises(ApplyError, match="give an output name ending in .npy"):
+        apply_file(tmp_path / "x.npy", tmp_path / "y.csv")
+    assert not (tmp_path / "y.csv").exists()
 
 
 def test_progress_reports_elements_done_and_the_total(tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import io
 import json
 import os
 import shutil
@@ -11,18 +14,32 @@ from pathlib import Path
 
 import pytest
 
-from relukernels import _bench
+import relukernels
+from relukernels import _bench, cli
 from relukernels.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``main(argv)``'s exit code (argparse's exits too), stdout and stderr."""
+    try:
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def test_demo_shows_every_backend_agreeing(capsys):
     assert main(["demo"]) == 0
     shown = capsys.readouterr().out
     assert "all backends agree" in shown
-    assert "seed np.where" in shown and "numba cpu" in shown
+    for backend, row in [(None, "seed np.where"), (None, "numba cpu"), ("array_api_strict", "array-api-strict"),
+                         ("torch", "torch cpu"), ("jax", "jax (float64)"), ("dask", "dask (2-element chunks)")]:
+        if backend is None or importlib.util.find_spec(backend):
+            assert shown.count(f" {row}  ") == 6, row  # relu and relu_dash rows of three examples
 
 
 def test_info_lists_versions_and_backends(capsys):
@@ -34,26 +51,138 @@ def test_info_lists_versions_and_backends(capsys):
 
 def test_bench_json_holds_every_backend_present(capsys, tmp_path):
     plot = tmp_path / "throughput.png"
-    assert main(["bench", "--sizes", "1000,20000", "--rounds", "3", "--json", "--plot", str(plot)]) == 0
-    result = json.loads(capsys.readouterr().out)
+    assert main(["bench", "--sizes", "1000,400000", "--rounds", "3", "--json", "--plot", str(plot)]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
     cases = {row["case"] for row in result["rows"]}
-    assert {"numpy copyto", "seed np.where", "rk relu out=", "rk relu_and_dash out="} <= cases
+    assert {"seed np.where", "rk relu out=", "rk relu_and_dash out="} <= cases
     if "torch" in _bench.available_backends():
         assert "torch leaky_relu out=" in cases
-    assert {row["size"] for row in result["rows"]} == {1000, 20000}
+    assert {row["size"] for row in result["rows"]} == {1000, 400000}
     assert all(row["median_us"] > 0 and row["gb_per_s"] > 0 for row in result["rows"])
     assert plot.read_bytes().startswith(PNG_SIGNATURE) and plot.stat().st_size > 10_000
+    assert f"wrote {plot}" in err  # stdout stays JSON
 
 
-def test_bench_refuses_a_missing_backend(capsys):
-    assert main(["bench", "--sizes", "1000", "--backends", "numpy,not-a-library"]) == 2
-    assert "not-a-library" in capsys.readouterr().err
+def test_bench_measures_against_the_fastest_copy(capsys):
+    assert main(["bench", "--sizes", "400000", "--rounds", "3", "--backends", "numpy", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    copies = [row for row in rows if row["copy_candidate"]]
+    threads = relukernels._backends.numpy.num_threads()
+    assert {row["case"] for row in copies} == {
+        "copy: np.copyto, 1 thread", "copy: numba loop, 1 thread",
+        f"copy: np.copyto, {threads} threads", f"copy: numba loop, {threads} threads",
+    }
+    limit = max(row["gb_per_s"] for row in copies)
+    assert max(row["vs_copy"] for row in copies) == 1.0
+    for row in rows:
+        assert row["vs_copy"] == pytest.approx(row["gb_per_s"] / limit)
+
+
+def test_the_plain_progress_bar_draws_without_tqdm(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm fails
+    screen = Terminal()
+    bar = _bench.progress_bar(3, True, stream=screen, desc="measuring", unit="round", leave=False)
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    assert bar.n == 3 and "measuring: 3/3 round (100%)" in screen.getvalue()
+    quiet = Terminal()
+    _bench.progress_bar(3, False, stream=quiet).update()
+    assert quiet.getvalue() == ""
+
+
+def test_version_and_help_for_every_command_and_option(capsys):
+    assert _run(["--version"], capsys)[:2] == (0, f"relukernels {relukernels.__version__}\n")
+    parser = cli._parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"demo", "info", "bench", "plot", "apply"}
+    for name, sub in commands.choices.items():
+        assert sub.description, name
+        code, out, _ = _run([name, "-h"], capsys)
+        assert code == 0 and sub.description in " ".join(out.split())
+        for action in sub._actions:
+            assert action.help, (name, action.dest)
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in action.help, (name, action.dest)
+
+
+NO_SUCH = "/no/such/folder/x.png"
+BAD_COMMAND_LINES = [
+    ([], "the following arguments are required: command"),
+    (["nosuch"], "invalid choice: 'nosuch'"),
+    (["plot", NO_SUCH], "folder '/no/such/folder' does not exist"),
+    (["plot", "out.txt"], "give a file name ending in .png"),
+    (["plot", "--leak", "nan"], "--leak must be finite"),
+    (["plot", "--leak", "lots"], "--leak takes a number"),
+    (["bench", "--rounds", "0"], "--rounds must be at least 1"),
+    (["bench", "--rounds", "many"], "--rounds takes a positive integer"),
+    (["bench", "--sizes", "0"], "--sizes must be positive"),
+    (["bench", "--sizes", "1e3,lots"], "--sizes takes integers"),
+    (["bench", "--sizes", "1e19"], "need about"),
+    (["bench", "--plot", NO_SUCH], "does not exist"),
+    (["bench", "--plot", "throughput.svg"], "ending in .png"),
+    (["bench", "--backends", "numpy,not-a-library"], "not available here: not-a-library"),
+    (["apply", "x.npy", "y.csv"], "give an output name ending in .npy"),
+    (["apply", "x.npy", "y.npy", "--batch-size", "1"], "--batch-size must be at least 4K"),
+    (["apply", "x.npy", "y.npy", "--batch-size", "inf"], "--batch-size takes bytes"),
+    (["apply", "x.npy", "y.npy", "--leak", "nan"], "--leak must be finite"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_COMMAND_LINES)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np = pytest.importorskip("numpy")
+    np.save("x.npy", np.linspace(-1, 1, 100))
+    code, out, err = _run(argv, capsys)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_a_missing_peer_says_what_to_install(capsys, monkeypatch):
+    monkeypatch.setattr(_bench, "available_backends", lambda: ["numpy"])
+    code, _, err = _run(["bench", "--backends", "numpy,torch", "--json"], capsys)
+    assert code == 2 and "not available here: torch (torch needs pip install torch)" in err
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2"])
+@pytest.mark.parametrize("command", [["info"], ["demo"], ["plot", "x.png"], ["apply", "x.npy", "y.npy"]])
+def test_a_bad_thread_count_in_the_environment_is_one_line(command, value, capsys, monkeypatch, tmp_path):
+    from relukernels._backends.numpy import num_threads  # read once per process: forgotten before and after
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RELUKERNELS_NUM_THREADS", value)
+    num_threads.cache_clear()
+    try:
+        code, out, err = _run(command, capsys)
+    finally:
+        monkeypatch.undo()
+        num_threads.cache_clear()
+    assert code == 2 and out == "" and err.strip() == (
+        f"relukernels: error: RELUKERNELS_NUM_THREADS must be a positive integer, got {value!r}"
+    )
+
+
+def test_errors_in_a_real_process_have_no_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "relukernels", "info"], capture_output=True, text=True,
+                          env={**os.environ, "RELUKERNELS_NUM_THREADS": "abc"}, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    done = subprocess.run([sys.executable, "-m", "relukernels", "plot", str(tmp_path / "no" / "x.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
 
 
 def test_plot_writes_the_tutorial_figure(tmp_path, capsys):
     path = tmp_path / "relu.png"
     assert main(["plot", str(path)]) == 0
     assert path.read_bytes().startswith(PNG_SIGNATURE) and path.stat().st_size > 10_000
+    assert capsys.readouterr().out == f"wrote {path}\n"
 
 
 @pytest.mark.skipif(shutil.which("asv") is None and not (Path(sys.executable).parent / "asv").exists(), reason="asv is not installed")
