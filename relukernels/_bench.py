@@ -355,7 +355,8 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = [row for row in result["rows"] if not row["copy_candidate"]]
-    figure, (rates, fractions) = plt.subplots(2, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2))
+    figure, (rates, fractions) = plt.subplots(2, 1, figsize=(12, 9), sharex=True, height_ratios=(3, 2),
+                                              layout="constrained")
     for device in dict.fromkeys(row["device"] for row in result["rows"]):
         limits = _limits(result["rows"], device)
         rates.plot(list(limits), list(limits.values()), color="black", linewidth=3.5, alpha=0.35,
@@ -379,7 +380,7 @@ def plot(result: dict, path: str) -> None:
     for axes in (rates, fractions):
         for elements, text in _landmarks(itemsize):
             axes.axvline(elements, color="grey", linestyle=":", linewidth=1)
-            if axes is rates:
+            if axes is fractions:
                 axes.annotate(text, (elements, 1), xycoords=("data", "axes fraction"), xytext=(3, -3),
                               textcoords="offset points", rotation=90, va="top", fontsize=7, color="dimgrey")
         axes.grid(True, which="both", alpha=0.25)
@@ -387,8 +388,7 @@ def plot(result: dict, path: str) -> None:
               title=f"relukernels throughput, {result['dtype']}, medians")
     fractions.set(xlabel="elements", ylabel="fraction of the copy limit")
     fractions.set_ylim(bottom=0)
-    rates.legend(fontsize=7, loc="lower right", ncols=2)
-    figure.tight_layout()
+    figure.legend(*rates.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
