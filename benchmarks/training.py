@@ -1,6 +1,7 @@
 """Training costs against the frameworks' own activations: the numbers behind
 benchmarks/RESULTS.md's table "Training". PyTorch on the CPU, float32, against
-``F.leaky_relu(x, 0.01)``; JAX eager against ``jax.nn.leaky_relu``. Side by side,
+``F.leaky_relu(x, 0.01)``; JAX eager against ``jax.nn.leaky_relu``; NumPy's
+``relu_backward`` against the two passes it fuses. Side by side,
 interleaved rounds, medians; the last column is time over the reference (lower is
 faster):
 
@@ -78,6 +79,19 @@ def torch_tables(rounds: int) -> list[str]:
     return tables
 
 
+def backward_table(rounds: int) -> str:
+    """The fused backward against the two passes it replaces, NumPy, 32M float32."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(1 << 25, dtype=np.float32)
+    grad = rng.standard_normal(1 << 25, dtype=np.float32)
+    out = np.empty_like(x)
+    cases = [
+        _bench.Case("grad * rk.relu_dash(x, 0.1)", lambda: np.multiply(grad, rk.relu_dash(x, 0.1), out=out), 0),
+        _bench.Case("rk.relu_backward(grad, x, 0.1, out=)", lambda: rk.relu_backward(grad, x, 0.1, out=out), 0),
+    ]
+    return _table("NumPy, 2**25 float32, backward", cases, rounds)
+
+
 def jax_table(rounds: int) -> str:
     import jax
 
@@ -94,7 +108,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds per table (default 11)")
     args = parser.parse_args()
     print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "\n")
-    for table in (*torch_tables(args.rounds), jax_table(args.rounds)):
+    for table in (backward_table(args.rounds), *torch_tables(args.rounds), jax_table(args.rounds)):
         print(table, end="\n\n", flush=True)
 
 

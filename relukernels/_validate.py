@@ -22,7 +22,7 @@ def leak(value: Any) -> Any:
     Accepts Python and NumPy real scalars, 0-d arrays of any namespace, and arrays
     (lists and tuples become NumPy arrays).
     """
-    if _compiling():  # maybe symbolic under torch.compile: the custom ops check it when they run
+    if compiling():  # maybe symbolic under torch.compile: the custom ops check it when they run
         return value
     if type(value) is float:
         if math.isfinite(value):
@@ -139,7 +139,8 @@ def differentiable(value: Any) -> bool:
     return value.requires_grad or unpack_dual(value).tangent is not None
 
 
-def _compiling() -> bool:
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing (without importing torch)."""
     torch = sys.modules.get("torch")
     return torch is not None and torch.compiler.is_compiling()
 

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from .. import _validate
-from .._ops import RELU, RELU_DASH, Operation
+from .._ops import RELU, RELU_BACKWARD, RELU_DASH, Operation
 from . import generic
 from .cuda import CudaBackend, numpy_dtype
 from .numpy import NumpyBackend
@@ -29,6 +29,10 @@ class TorchBackend:
     name = "torch"
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+        if op is RELU and type(leak) is float and outs[0] is None and _CUSTOM_OPS and not _validate.compiling():
+            fast = _leaky_relu(x, leak)
+            if fast is not None:
+                return [fast]
         import torch
 
         _check_leak_type(leak)
@@ -56,8 +60,45 @@ class TorchBackend:
 
 
     def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
+        import torch
+
         _check_leak_type(leak)
+        if torch.compiler.is_compiling():
+            return _compiled(RELU_BACKWARD, x, leak, (out,), grad)[0]
+        _custom_ops()
         return _relu_backward(grad, x, leak, out)
+
+
+_LEAKY_RELU: dict[Any, Any] = {}
+"""``leaky_relu``, ``unpack_dual``, and the contract's rule for each PyTorch dtype
+whose ``leaky_relu`` gives the contract's bits, looked up once."""
+
+
+def _leaky_relu(x: Any, leak: float) -> Any:
+    """PyTorch's own ``leaky_relu(x, leak)`` where it gives the contract's result, else
+    ``None``: float32 and float64 (the slope rounded to the dtype, one product), a
+    leak that is nonzero in that dtype (``0 * -inf`` would be NaN), on the CPU or CUDA,
+    and no autograd (its derivative at NaN is the leak; the contract's ``relu_dash``
+    is 1). It skips the checks and views around a kernel call: a small call costs
+    about what PyTorch's does."""
+    if not _LEAKY_RELU:
+        import numpy as np
+        import torch
+        from torch.autograd.forward_ad import unpack_dual
+
+        _LEAKY_RELU.update({
+            "leaky_relu": torch.nn.functional.leaky_relu,
+            "unpack_dual": unpack_dual,
+            torch.float32: _validate.dtype_rule(np, np.dtype(np.float32)),
+            torch.float64: _validate.dtype_rule(np, np.dtype(np.float64)),
+        })
+    rule = _LEAKY_RELU.get(x.dtype)
+    if rule is None or x.requires_grad or not (x.is_cpu or x.is_cuda):
+        return None
+    if _LEAKY_RELU["unpack_dual"](x).tangent is not None or not _has_storage(x):
+        return None
+    a, _ = rule.resolve(leak)
+    return _LEAKY_RELU["leaky_relu"](x, a) if a != 0 else None
 
 
 def _check_leak_type(leak: Any) -> None:
@@ -75,8 +116,8 @@ def _check_leak_device(leak: Any, x: Any) -> None:
 def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
     """``relu_backward``: the kernels where they can read ``grad`` and ``x`` and no graph
     has to go through ``grad`` or a leak tensor; otherwise PyTorch's operations, which
-    stay differentiable (double backward) and which ``torch.compile`` and
-    ``torch.func`` trace. No graph goes through ``x``: relu_dash is a step in ``x``."""
+    stay differentiable (double backward) and which ``torch.func`` traces. No graph
+    goes through ``x``: relu_dash is a step in ``x``. Eager mode only."""
     import array_api_compat.torch as xp
     import torch
 
@@ -84,7 +125,7 @@ def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
     if leak_is_tensor:
         _check_leak_device(leak, x)
     constant_leak = not (leak_is_tensor and (_validate.differentiable(leak) or _validate.values_unknown(leak)))
-    readable = _has_storage(grad) and _has_storage(x) and not torch.compiler.is_compiling()
+    readable = _has_storage(grad) and _has_storage(x)
     if readable and constant_leak and not _tracks_grad(grad, leak) and _kernels_apply(x, leak, grad.dtype):
         if out is not None:
             _check_out(out, x, grad.dtype, "out")
@@ -290,8 +331,8 @@ def _custom_ops() -> dict[str, Any]:
 
 
 def _register_custom_ops() -> dict[str, Any]:
-    """``relukernels::relu`` and ``relukernels::relu_dash`` as ``torch.library`` custom
-    ops, for ``torch.compile``: fake implementations for tracing, and autograd
+    """``relukernels::relu``, ``relukernels::relu_dash`` and ``relukernels::relu_backward``
+    as ``torch.library`` custom ops, for ``torch.compile``: fake implementations for tracing, and autograd
     (PReLU's gradient for a leak tensor). Registered with the first tensor that
     relukernels sees outside ``torch.compile`` (Dynamo cannot trace a registration),
     or when ``relukernels`` is imported after ``torch``. In eager mode they are not
@@ -328,7 +369,7 @@ def _register_custom_ops() -> dict[str, Any]:
     def backward(ctx: Any, grad: Any) -> tuple[Any, Any, None]:
         x, leak_tensor = ctx.saved_tensors
         leak = ctx.leak if leak_tensor is None else leak_tensor
-        grad_x = grad * ops[RELU_DASH.name](x, leak_tensor, ctx.leak) if ctx.needs_input_grad[0] else None
+        grad_x = ops[RELU_BACKWARD.name](grad, x, leak_tensor, ctx.leak) if ctx.needs_input_grad[0] else None
         grad_leak = _leak_gradient(grad * x, x, leak) if leak_tensor is not None and ctx.needs_input_grad[1] else None
         return grad_x, grad_leak, None
 
@@ -339,13 +380,40 @@ def _register_custom_ops() -> dict[str, Any]:
             grad_leak = _leak_gradient(grad, x, leak_tensor)
         return None, grad_leak, None
 
+    def run_backward(grad: Any, x: Any, leak_tensor: Any, leak: float) -> Any:
+        return _relu_backward(grad, x, leak if leak_tensor is None else leak_tensor, None)
+
+    def fake_backward(grad: Any, x: Any, leak_tensor: Any, leak: float) -> Any:
+        return torch.empty_like(grad, dtype=torch.result_type(grad, fake(x, leak_tensor, leak)))
+
+    schema = "(Tensor grad, Tensor x, Tensor? leak_tensor, Scalar leak) -> Tensor"
+    name = RELU_BACKWARD.name
+    ops[name] = torch.library.custom_op(f"relukernels::{name}", run_backward, mutates_args=(), schema=schema)
+    ops[name].register_fake(fake_backward)
+
+    def setup_backward_context(ctx: Any, inputs: tuple, output: Any) -> None:
+        grad, x, leak_tensor, leak = inputs
+        ctx.save_for_backward(grad, x, leak_tensor)
+        ctx.leak = leak
+
+    def backward_backward(ctx: Any, grad_grad: Any) -> tuple[Any, None, Any, None]:
+        """Linear in ``grad``; in a leak tensor, ``grad`` where ``x <= 0``."""
+        grad, x, leak_tensor = ctx.saved_tensors
+        grad_of_grad = ops[name](grad_grad, x, leak_tensor, ctx.leak) if ctx.needs_input_grad[0] else None
+        grad_leak = None
+        if leak_tensor is not None and ctx.needs_input_grad[2]:
+            grad_leak = _leak_gradient(grad_grad * grad, x, leak_tensor)
+        return grad_of_grad, None, grad_leak, None
+
     ops[RELU.name].register_autograd(backward, setup_context=setup_context)
+    ops[name].register_autograd(backward_backward, setup_context=setup_backward_context)
     ops[RELU_DASH.name].register_autograd(dash_backward, setup_context=setup_context)
     return ops
 
 
-def _compiled(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
-    """``op`` under ``torch.compile``: the custom ops, one per result; ``out`` by copy."""
+def _compiled(op: Operation, x: Any, leak: Any, outs: tuple, grad: Any = None) -> list:
+    """``op`` under ``torch.compile``: the custom ops, one per result, taking ``grad``
+    first for ``relu_backward``; ``out`` by copy."""
     if not _CUSTOM_OPS:
         raise RuntimeError(
             "relukernels registers its torch.library ops with the first tensor it sees outside "
@@ -353,8 +421,9 @@ def _compiled(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         )
     ops = _CUSTOM_OPS
     leak_tensor, number = (leak, 0) if _validate.is_array_leak(leak) else (None, leak)
-    # relu_dash has no graph through x (a step), as in eager mode
-    results = [ops[part](x if part == RELU.name else x.detach(), leak_tensor, number) for part in op.parts]
+    arrays = (grad,) if op is RELU_BACKWARD else ()
+    # only relu has a graph through x: relu_dash is a step in x, as in eager mode
+    results = [ops[part](*arrays, x if part == RELU.name else x.detach(), leak_tensor, number) for part in op.parts]
     for result, out, name in zip(results, outs, op.out_names):
         if out is not None:
             _check_out(out, x, result.dtype, name)

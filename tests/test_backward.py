@@ -1,0 +1,243 @@
+"""``relu_backward`` (``grad * relu_dash(x, leak)`` in one pass) and
+``relu_leak_gradient`` on every backend, against the oracle's ``relu_dash`` times
+``grad`` computed here in NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import oracle
+import relukernels as rk
+from relukernels import ufuncs
+from relukernels._backends import numpy as numpy_backend
+from strategies import FLOAT_DTYPES, INTEGER_DTYPES, REAL_DTYPES, broadcast_leaks, leaks_for, strided_arrays
+
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered")
+
+
+def expected(grad, x, leak):
+    """The product the contract defines, in NumPy's promotion of the two dtypes."""
+    with np.errstate(all="ignore"):
+        return np.asarray(grad) * oracle.relu_dash(x, leak)
+
+
+def expected_leak_gradient(grad, x, leak_shape):
+    """``grad * x`` where ``x <= 0``, summed to ``leak_shape``, in float64."""
+    with np.errstate(all="ignore"):
+        per_element = np.where(x <= 0, grad.astype(np.float64) * x.astype(np.float64), 0.0)
+    lead = per_element.ndim - len(leak_shape)
+    axes = tuple(range(lead)) + tuple(lead + d for d, n in enumerate(leak_shape) if n == 1)
+    return per_element.sum(axis=axes, keepdims=True).reshape(leak_shape)
+
+
+@st.composite
+def cases(draw, x_dtypes=REAL_DTYPES, array_leaks=True):
+    """``(grad, x, leak)``: ``x`` of any layout, ``grad`` of its shape in any real
+    dtype and layout (``x``'s dtype half the time), a number or array leak."""
+    x = draw(strided_arrays(dtypes=x_dtypes))
+    grad_dtype = draw(st.one_of(st.just(x.dtype), st.sampled_from(FLOAT_DTYPES + INTEGER_DTYPES)))
+    grad = draw(hnp.arrays(grad_dtype, x.shape, elements=hnp.from_dtype(grad_dtype)))
+    if draw(st.booleans()) and grad.ndim:
+        grad = np.asfortranarray(grad)
+    use_array = array_leaks and x.dtype != np.longdouble and draw(st.booleans())
+    leak = draw(broadcast_leaks(x.shape, x.dtype) if use_array else leaks_for(x.dtype))
+    return grad, x, leak
+
+
+@pytest.fixture(params=["one thread", "three threads, tiny chunks"])
+def threading(request, monkeypatch):
+    if request.param != "one thread":
+        monkeypatch.setattr(numpy_backend, "num_threads", lambda: 3)
+        monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)
+
+
+@given(cases())
+def test_numpy(threading, case):
+    grad, x, leak = case
+    grad_before, x_before = grad.copy(), x.copy()
+    want = expected(grad, x, leak)
+    np.testing.assert_array_equal(rk.relu_backward(grad, x, leak), want, strict=True)
+    np.testing.assert_array_equal(grad, grad_before, strict=True)
+    np.testing.assert_array_equal(x, x_before, strict=True)
+    out = np.full(x.shape, 7, want.dtype)
+    assert rk.relu_backward(grad, x, leak, out=out) is out
+    np.testing.assert_array_equal(out, want, strict=True)
+    if grad.dtype == want.dtype:  # in place, over grad: what a backward pass does
+        assert rk.relu_backward(grad, x, leak, out=grad) is grad
+        np.testing.assert_array_equal(grad, want, strict=True)
+
+
+@given(cases(x_dtypes=FLOAT_DTYPES[1:] + INTEGER_DTYPES))
+def test_ufunc(case):
+    grad, x, leak = case
+    want = expected(grad, x, leak)
+    assume(want.dtype != np.float16)  # no float16 loop: relukernels.relu_backward rounds from float32
+    a = oracle.cast_leak(x, leak)
+    np.testing.assert_array_equal(ufuncs.relu_backward(grad, x, a, dtype=want.dtype), want, strict=True)
+
+
+def test_in_place_over_x_and_large_arrays_in_threads(monkeypatch):
+    monkeypatch.setattr(numpy_backend, "num_threads", lambda: 3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(numpy_backend.PARALLEL_MIN_SIZE * 3 + 5).astype(np.float32)
+    x[::7] = 0.0
+    grad = rng.standard_normal(x.size).astype(np.float32)
+    want = expected(grad, x, 0.1)
+    np.testing.assert_array_equal(rk.relu_backward(grad, x, 0.1), want, strict=True)
+    assert rk.relu_backward(grad, x, 0.1, out=x) is x
+    np.testing.assert_array_equal(x, want, strict=True)
+
+
+def test_overlapping_out_reads_before_it_writes():
+    base = np.linspace(-3, 3, 13)
+    grad, x = base[1:].copy(), base[:-1]
+    want = expected(grad, x.copy(), 0.5)
+    rk.relu_backward(grad, x, 0.5, out=base[1:])  # out is x shifted by one element
+    np.testing.assert_array_equal(base[1:], want, strict=True)
+
+
+def test_errors_name_the_argument_and_write_nothing():
+    x, grad, out = np.array([-1.0, 2.0]), np.array([1.0, 1.0]), np.zeros(2)
+    with pytest.raises(ValueError, match="grad has shape"):
+        rk.relu_backward(np.ones(3), x)
+    with pytest.raises(TypeError, match="grad has dtype bool"):
+        rk.relu_backward(np.array([True, False]), x)
+    with pytest.raises(TypeError, match="out has dtype float32"):
+        rk.relu_backward(grad, x, out=np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="leak must be finite"):
+        rk.relu_backward(grad, x, float("nan"), out=out)
+    np.testing.assert_array_equal(out, 0.0)
+    with pytest.raises(ValueError, match="grad has shape"):
+        rk.relu_leak_gradient(np.ones(3), x, 0.1)
+
+
+@given(st.data())
+def test_leak_gradient_numpy(data):
+    x = data.draw(strided_arrays(dtypes=FLOAT_DTYPES[1:], max_side=5))
+    grad = data.draw(hnp.arrays(x.dtype, x.shape, elements=st.floats(-10, 10, width=x.dtype.itemsize * 8)))
+    x = np.clip(np.nan_to_num(x), -1e3, 1e3).astype(x.dtype)
+    leak = data.draw(st.one_of(st.just(0.1), broadcast_leaks(x.shape, x.dtype)))
+    leak_shape = np.shape(leak)
+    got = rk.relu_leak_gradient(grad, x, leak)
+    assert got.shape == leak_shape and got.dtype == np.result_type(grad, oracle.relu_dash(x, leak))
+    tolerance = 1e-3 if x.dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(got, expected_leak_gradient(grad, x, leak_shape), rtol=tolerance, atol=tolerance)
+
+
+def test_containers():
+    pd = pytest.importorskip("pandas")
+    x = pd.Series([-2.0, 0.0, 3.0, np.nan], index=list("abcd"), name="x")
+    grad = pd.Series([1.0, 2.0, 3.0, 4.0], index=list("abcd"), name="x")
+    result = rk.relu_backward(grad, x, 0.25)
+    assert isinstance(result, pd.Series) and list(result.index) == list("abcd")
+    np.testing.assert_array_equal(result.to_numpy(), expected(grad.to_numpy(), x.to_numpy(), 0.25))
+    assert rk.relu_leak_gradient(grad, x, 0.25) == -2.0
+    with pytest.raises(TypeError, match="grad must be an array of x's type"):
+        rk.relu_backward(grad.to_numpy(), x, 0.25)
+
+
+def test_dask_chunks_line_up_and_the_graph_is_blockwise():
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(1)
+    x, grad = rng.standard_normal((6, 8)), rng.standard_normal((6, 8))
+    leak = np.linspace(0, 0.5, 8)
+    lazy = rk.relu_backward(da.from_array(grad, chunks=(4, 3)), da.from_array(x, chunks=(3, 4)), leak)
+    np.testing.assert_array_equal(lazy.compute(scheduler="threads"), expected(grad, x, leak), strict=True)
+    total = rk.relu_leak_gradient(da.from_array(grad, chunks=3), da.from_array(x, chunks=4), leak[None, :])
+    np.testing.assert_allclose(total.compute(), expected_leak_gradient(grad, x, (1, 8)))
+
+
+def test_jax_values_grad_and_traced_leak():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(64).astype(np.float32)
+    x[:4] = [0.0, -0.0, np.inf, np.nan]
+    grad = rng.standard_normal(64).astype(np.float32)
+    got = rk.relu_backward(jnp.asarray(grad), jnp.asarray(x), 0.1)
+    np.testing.assert_array_equal(np.asarray(got), expected(grad, x, 0.1), strict=True)
+    traced = jax.jit(lambda g, v, a: rk.relu_backward(g, v, a))(jnp.asarray(grad), jnp.asarray(x), jnp.float32(0.1))
+    np.testing.assert_array_equal(np.asarray(traced), expected(grad, x, 0.1), strict=True)
+    # relu_backward of relu's own cotangent is jax.grad of relu
+    by_jax = jax.grad(lambda v: jnp.vdot(jnp.asarray(grad), rk.relu(v, 0.1)))(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(by_jax), np.asarray(got))
+    leak = jnp.linspace(0, 1, 64, dtype=jnp.float32)
+    by_jax = jax.grad(lambda a: jnp.vdot(jnp.asarray(grad[4:]), rk.relu(jnp.asarray(x[4:]), a[4:])))(leak)
+    np.testing.assert_allclose(np.asarray(by_jax)[4:], rk.relu_leak_gradient(grad[4:], x[4:], np.asarray(leak)[4:]))
+
+
+def test_torch_values_in_place_and_version_counter():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 17)).astype(np.float32)
+    x[0, :3] = [0.0, -0.0, np.nan]
+    grad = rng.standard_normal((32, 17)).astype(np.float32)
+    got = rk.relu_backward(torch.from_numpy(grad), torch.from_numpy(x), 0.1)
+    np.testing.assert_array_equal(got.numpy(), expected(grad, x, 0.1), strict=True)
+    g = torch.from_numpy(grad.copy())
+    version = g._version
+    assert rk.relu_backward(g, torch.from_numpy(x), 0.1, out=g) is g
+    assert g._version > version
+    np.testing.assert_array_equal(g.numpy(), expected(grad, x, 0.1), strict=True)
+    leak = torch.linspace(0, 1, 17, dtype=torch.float64)
+    got = rk.relu_backward(torch.from_numpy(grad), torch.from_numpy(x), leak)
+    np.testing.assert_array_equal(got.numpy(), expected(grad, x, leak.numpy()), strict=True)
+    half = rk.relu_backward(torch.from_numpy(grad).half(), torch.from_numpy(x).half(), 0.1)  # no kernel: torch's operations
+    np.testing.assert_array_equal(half.numpy(), expected(grad.astype(np.float16), x.astype(np.float16), 0.1), strict=True)
+
+
+def test_torch_gradients_match_leaky_relu_and_prelu():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.tensor([0.0, 0.1, 0.25], dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(8, 3, 5, 5, dtype=torch.float64)
+    gx, gw = torch.autograd.grad(F.prelu(x, weight), (x, weight), grad)
+    np.testing.assert_array_equal(rk.relu_backward(grad, x.detach(), weight.detach()[:, None, None]).numpy(), gx.numpy())
+    np.testing.assert_allclose(rk.relu_leak_gradient(grad, x.detach(), weight.detach()[:, None, None]).numpy()[:, 0, 0],
+                               gw.numpy(), rtol=1e-12)
+    # differentiable in grad (double backward), as leaky_relu_backward is
+    g = grad.clone().requires_grad_()
+    (second,) = torch.autograd.grad(rk.relu_backward(g, x.detach(), 0.1).sum(), g)
+    np.testing.assert_array_equal(second.numpy(), rk.relu_dash(x.detach(), 0.1).numpy())
+
+
+def test_torch_compile_traces_relu_backward():
+    torch = pytest.importorskip("torch")
+    x, grad, leak = torch.randn(100), torch.randn(100), torch.rand(100, dtype=torch.float64)
+    rk.relu_backward(grad, x)  # the first tensor, eagerly: relukernels registers its custom ops
+    for backend in ("eager", "aot_eager", "inductor"):
+        compiled = torch.compile(lambda g, v, a: rk.relu_backward(g, v, a), backend=backend, fullgraph=True)
+        for a in (0.1, leak):
+            want = expected(grad.numpy(), x.numpy(), a if isinstance(a, float) else a.numpy())
+            np.testing.assert_array_equal(compiled(grad, x, a).numpy(), want, strict=True)
+    # and its gradient with respect to grad and a leak tensor, compiled
+    g, w = grad.clone().requires_grad_(), leak.clone().requires_grad_()
+    compiled = torch.compile(lambda g, v, a: rk.relu_backward(g, v, a).sum(), backend="aot_eager", fullgraph=True)
+    dg, dw = torch.autograd.grad(compiled(g, x, w), (g, w))
+    np.testing.assert_array_equal(dg.numpy(), rk.relu_dash(x, leak.float()).numpy())
+    np.testing.assert_array_equal(dw.numpy(), torch.where(x <= 0, grad, 0).double().numpy())
+
+
+def test_numpy_prelu_layer_trains_like_torch():
+    """The README's NumPy PReLU layer: only relukernels calls, gradients as torch's."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 4, 3, 3))
+    slopes = np.full((4, 1, 1), 0.25)
+    upstream = rng.standard_normal(x.shape)
+    y = rk.relu(x, slopes)
+    grad_x = rk.relu_backward(upstream, x, slopes)
+    grad_slopes = rk.relu_leak_gradient(upstream, x, slopes)
+    layer = torch.nn.PReLU(4, init=0.25).double()
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = layer(tx)
+    ty.backward(torch.from_numpy(upstream))
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(grad_x, tx.grad.numpy())
+    np.testing.assert_allclose(grad_slopes.reshape(4), layer.weight.grad.numpy(), rtol=1e-12)
