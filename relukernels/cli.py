@@ -166,6 +166,8 @@ def bench(args: argparse.Namespace) -> int:
         needs = "; ".join(f"{name} needs {INSTALL_HINTS.get(name, 'a backend of that name')}" for name in missing)
         print(f"relukernels bench: error: not available here: {', '.join(missing)} ({needs})", file=sys.stderr)
         return 2
+    if args.plot and not _has_matplotlib("bench --plot"):
+        return 2
     sizes = args.sizes or (PLOT_SIZES if args.plot else TABLE_SIZES)
     needed = BENCH_ARRAYS * max(sizes) * np.dtype(args.dtype).itemsize
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -189,12 +191,19 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_matplotlib(command: str) -> bool:
+    """Whether matplotlib is installed; if not, says so in one line on stderr."""
+    if importlib.util.find_spec("matplotlib") is None:
+        print(f"relukernels {command}: error: needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return False
+    return True
+
+
 def plot(args: argparse.Namespace) -> int:
     """The tutorial's figure, computed with relukernels, to a PNG."""
     from relukernels._figure import tutorial_figure
 
-    if importlib.util.find_spec("matplotlib") is None:
-        print("relukernels plot: needs matplotlib (pip install matplotlib)", file=sys.stderr)
+    if not _has_matplotlib("plot"):
         return 2
     try:
         tutorial_figure(args.output, args.leak)

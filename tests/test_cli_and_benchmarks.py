@@ -145,6 +145,17 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, capsys,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
 
 
+@pytest.mark.parametrize("argv", [["plot", "relu.png"], ["bench", "--plot", "throughput.png"]])
+def test_the_figures_without_matplotlib_say_what_to_install_before_measuring(argv, capsys, monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "matplotlib" else real(name, *rest))
+    monkeypatch.setattr(_bench, "run", lambda *args, **kwargs: pytest.fail("measured before checking"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(argv, capsys)
+    assert (code, out) == (2, "") and err.endswith("error: needs matplotlib (pip install matplotlib)\n")
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_missing_peer_says_what_to_install(capsys, monkeypatch):
     monkeypatch.setattr(_bench, "available_backends", lambda: ["numpy"])
     code, _, err = _run(["bench", "--backends", "numpy,torch", "--json"], capsys)
