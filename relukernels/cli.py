@@ -163,7 +163,7 @@ def bench(args: argparse.Namespace) -> int:
     groups = args.backends or available
     missing = sorted(set(groups) - set(available))
     if missing:
-        needs = "; ".join(f"{name} needs {INSTALL_HINTS.get(name, 'a backend of that name')}" for name in missing)
+        needs = "; ".join(f"{name} needs {INSTALL_HINTS[name]}" for name in missing)
         print(f"relukernels bench: error: not available here: {', '.join(missing)} ({needs})", file=sys.stderr)
         return 2
     if args.plot and not _has_matplotlib("bench --plot"):
@@ -303,6 +303,15 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _backends(text: str) -> list[str]:
+    """``--backends``: names among numpy, torch and cupy, separated by commas."""
+    names = text.split(",")
+    unknown = [name for name in names if name != "numpy" and name not in INSTALL_HINTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"--backends takes numpy, torch and cupy, got {', '.join(map(repr, unknown))}")
+    return names
+
+
 def _number(option: str, convert: Callable[[str], Any], kind: str, valid: Callable[[Any], bool],
             rule: str) -> Callable[[str], Any]:
     """An argparse type for ``option``: ``convert(text)``, refused unless ``valid``."""
@@ -364,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench_parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"],
                               help="element type (default: %(default)s)")
-    bench_parser.add_argument("--backends", type=lambda s: s.split(","), metavar="NAME,...",
+    bench_parser.add_argument("--backends", type=_backends, metavar="NAME,...",
                               help="numpy, torch, cupy (default: all installed here)")
     bench_parser.add_argument("--rounds", type=_rounds, default=7,
                               help="interleaved rounds; medians are reported (default: %(default)s)")
