@@ -80,8 +80,8 @@ def relu_backward(grad: Any, x: Any, leak: Any = 0.0, *, out: Any = None) -> Any
     Parameters
     ----------
     grad : array
-        The gradient with respect to ``relu(x, leak)``: ``x``'s shape, an array of
-        ``x``'s library, real floating or integer dtype.
+        The gradient with respect to ``relu(x, leak)``: an array of ``x``'s library
+        and shape (or one that broadcasts to it), real floating or integer dtype.
     x, leak
         As given to :func:`relu`.
     out : array, optional
@@ -106,7 +106,7 @@ def relu_leak_gradient(grad: Any, x: Any, leak: Any) -> Any:
     Parameters
     ----------
     grad : array
-        The gradient with respect to ``relu(x, leak)``, of ``x``'s shape and library.
+        The gradient with respect to ``relu(x, leak)``, as for :func:`relu_backward`.
     x, leak
         As given to :func:`relu`.
 

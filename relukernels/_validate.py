@@ -95,9 +95,14 @@ def grad_dtype(xp: Any, dtype: Any, dash_dtype: Any) -> Any:
 
 
 def grad_shape(grad_shape: tuple, shape: tuple) -> None:
-    """Check that ``grad`` has ``x``'s ``shape``."""
-    if tuple(grad_shape) != tuple(shape):
-        raise ValueError(f"grad has shape {tuple(grad_shape)}; it must have x's shape {tuple(shape)}")
+    """Check that a ``grad`` of ``grad_shape`` broadcasts to ``x``'s ``shape`` and
+    leaves it as is."""
+    try:
+        broadcast = np.broadcast_shapes(tuple(shape), tuple(grad_shape))
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(shape):
+        raise ValueError(f"grad has shape {tuple(grad_shape)}; it must have (or broadcast to) x's shape {tuple(shape)}")
 
 
 def broadcast_leak(leak_shape: tuple, shape: tuple) -> None:

@@ -92,6 +92,17 @@ def test_in_place_over_x_and_large_arrays_in_threads(monkeypatch):
     np.testing.assert_array_equal(x, want, strict=True)
 
 
+@pytest.mark.parametrize("library", ["numpy", "torch", "dask.array", "jax.numpy"])
+def test_grad_broadcasts_to_x(library):
+    xp = pytest.importorskip(library)
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    grad = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    got = rk.relu_backward(xp.asarray(grad), xp.asarray(x), 0.5)
+    np.testing.assert_array_equal(np.asarray(got), expected(np.broadcast_to(grad, x.shape), x, 0.5), strict=True)
+    leak_gradient = rk.relu_leak_gradient(xp.asarray(grad), xp.asarray(x), 0.5)
+    np.testing.assert_allclose(np.asarray(leak_gradient), expected_leak_gradient(np.broadcast_to(grad, x.shape), x, ()))
+
+
 def test_overlapping_out_reads_before_it_writes():
     base = np.linspace(-3, 3, 13)
     grad, x = base[1:].copy(), base[:-1]
@@ -104,6 +115,8 @@ def test_errors_name_the_argument_and_write_nothing():
     x, grad, out = np.array([-1.0, 2.0]), np.array([1.0, 1.0]), np.zeros(2)
     with pytest.raises(ValueError, match="grad has shape"):
         rk.relu_backward(np.ones(3), x)
+    with pytest.raises(ValueError, match="grad has shape"):
+        rk.relu_backward(np.ones((2, 2)), x)  # would change the shape
     with pytest.raises(TypeError, match="grad has dtype bool"):
         rk.relu_backward(np.array([True, False]), x)
     with pytest.raises(TypeError, match="out has dtype float32"):

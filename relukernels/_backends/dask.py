@@ -53,7 +53,7 @@ class DaskBackend:
         import dask.array as da
 
         _validate.grad_shape(grad.shape, x.shape)
-        grad = grad.rechunk(x.chunks)
+        grad = da.broadcast_to(grad, x.shape).rechunk(x.chunks)
         if _validate.is_array_leak(leak):
             leak = _aligned_leak(da, x, leak)
         meta = relukernels.relu_backward(grad._meta, x._meta, leak._meta if _validate.is_array_leak(leak) else leak)

@@ -110,7 +110,9 @@ class NumpyBackend:
         dtype and a contiguous layout and the leak is a number (on chunks in threads
         when large), else the ufunc; ``out`` may be ``grad`` or ``x`` itself."""
         a, dash_dtype = _resolve_leak(x, leak)
-        _validate.grad_shape(grad.shape, x.shape)
+        if grad.shape != x.shape:
+            _validate.grad_shape(grad.shape, x.shape)
+            grad = np.broadcast_to(grad, x.shape)
         dtype = _validate.grad_dtype(np, grad.dtype, dash_dtype)
         overlaps = out is not None and (_overlap(out, grad) or _overlap(out, x))
         out = _output(out, x, dtype, "out")

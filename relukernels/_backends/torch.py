@@ -126,7 +126,8 @@ def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
         _check_leak_device(leak, x)
     constant_leak = not (leak_is_tensor and (_validate.differentiable(leak) or _validate.values_unknown(leak)))
     readable = _has_storage(grad) and _has_storage(x)
-    if readable and constant_leak and not _tracks_grad(grad, leak) and _kernels_apply(x, leak, grad.dtype):
+    same_shape = grad.shape == x.shape
+    if readable and same_shape and constant_leak and not _tracks_grad(grad, leak) and _kernels_apply(x, leak, grad.dtype):
         if out is not None:
             _check_out(out, x, grad.dtype, "out")
         result = torch.empty_like(grad) if out is None else out
