@@ -132,7 +132,7 @@ def relu_leak_gradient(grad: Any, x: Any, leak: Any) -> Any:
     _validate.grad_shape(grad.shape, x.shape)
     dtype = _validate.grad_dtype(xp, grad.dtype, dash_dtype)
     leak_shape = tuple(leak.shape) if _validate.is_array_leak(leak) else ()
-    return leak_gradient_formula(xp, grad, x, leak_shape, dtype)
+    return leak_gradient_formula(xp, xp.astype(grad, dtype) * xp.astype(x, dtype), x, leak_shape)
 
 
 def _type_name(value: Any) -> str:

@@ -43,16 +43,17 @@ def relu_backward_formula(xp: Any, grad: Any, x: Any, a: Any, dtype: Any) -> Any
     return grad * relu_dash_formula(xp, x, a, dtype)
 
 
-def leak_gradient_formula(xp: Any, grad: Any, x: Any, leak_shape: tuple[int, ...], dtype: Any) -> Any:
-    """The gradient of ``sum(grad * relu(x, leak))`` with respect to a leak of
-    ``leak_shape`` (``()`` for a number): ``grad * x`` where ``x <= 0``, else 0, in
-    ``dtype``, summed over the dimensions along which the leak was broadcast."""
-    grad, x = xp.astype(grad, dtype), xp.astype(x, dtype)
-    per_element = xp.where(x <= 0, grad * x, xp.zeros_like(grad))
-    lead = per_element.ndim - len(leak_shape)
-    repeated = [lead + d for d, n in enumerate(leak_shape) if n == 1 and per_element.shape[lead + d] != 1]
+def leak_gradient_formula(xp: Any, per_element: Any, x: Any, leak_shape: tuple[int, ...]) -> Any:
+    """A leak's gradient from ``per_element``, the chain rule's factor at each element
+    (``grad * x`` for ``relu``, ``grad`` for ``relu_dash`` and ``relu_backward``): kept
+    where ``x <= 0`` (elsewhere the result does not depend on the leak) and summed, in
+    its dtype, over the dimensions along which a leak of ``leak_shape`` (``()`` for a
+    number) was broadcast to ``x``'s shape."""
+    kept = xp.where(x <= 0, per_element, xp.zeros_like(per_element))
+    lead = kept.ndim - len(leak_shape)
+    repeated = [lead + d for d, n in enumerate(leak_shape) if n == 1 and kept.shape[lead + d] != 1]
     axes = tuple(range(lead)) + tuple(repeated)
-    summed = xp.sum(per_element, axis=axes, dtype=dtype, keepdims=True) if axes else per_element
+    summed = xp.sum(kept, axis=axes, dtype=kept.dtype, keepdims=True) if axes else kept
     return xp.reshape(summed, tuple(leak_shape))
 
 

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from .. import _validate
-from .._ops import RELU, RELU_BACKWARD, RELU_DASH, Operation
+from .._ops import RELU, RELU_BACKWARD, RELU_DASH, Operation, leak_gradient_formula
 from . import generic
 from .cuda import CudaBackend, numpy_dtype
 from .numpy import NumpyBackend
@@ -243,24 +243,12 @@ def _device(tensor: Any) -> Any:
     return tensor.device
 
 
-def _sum_to_shape(tensor: Any, shape: Any) -> Any:
-    """``tensor`` summed over the dimensions along which ``shape`` was broadcast to it."""
-    lead = tensor.dim() - len(shape)
-    if lead:
-        tensor = tensor.sum(dim=tuple(range(lead)))
-    repeated = tuple(d for d, n in enumerate(shape) if n == 1 and tensor.shape[d] != 1)
-    return tensor.sum(dim=repeated, keepdim=True) if repeated else tensor
-
-
 def _leak_gradient(per_element: Any, x: Any, leak: Any) -> Any:
-    """A leak tensor's gradient from ``per_element``, the chain rule's factor of each
-    element: kept where ``x <= 0`` (elsewhere the result does not depend on the leak),
-    summed over the dimensions along which the leak was broadcast, in its dtype.
-    ``grad * x`` gives PReLU's gradient of ``relu``; ``grad`` that of ``relu_dash``."""
-    import torch
+    """A leak tensor's gradient from ``per_element`` (see ``leak_gradient_formula``),
+    in the leak's dtype."""
+    import array_api_compat.torch as xp
 
-    per_element = torch.where(x <= 0, per_element, torch.zeros_like(per_element))
-    return _sum_to_shape(per_element, leak.shape).to(leak.dtype)
+    return leak_gradient_formula(xp, per_element, x, tuple(leak.shape)).to(leak.dtype)
 
 
 _RELU_FUNCTION = None
