@@ -183,6 +183,17 @@ def test_jax_values_grad_and_traced_leak():
     np.testing.assert_allclose(np.asarray(by_jax)[4:], rk.relu_leak_gradient(grad[4:], x[4:], np.asarray(leak)[4:]))
 
 
+@given(st.data())
+def test_torch_matches_the_oracle(data):
+    torch = pytest.importorskip("torch")
+    dtypes = [np.dtype(c) for c in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1")]
+    x = data.draw(strided_arrays(dtypes=dtypes, steps=(1, 2, 3)))  # torch.from_numpy: positive strides
+    leak = data.draw(leaks_for(x.dtype).filter(lambda v: x.dtype.kind == "f" or float(v).is_integer()))
+    grad = data.draw(hnp.arrays(x.dtype, x.shape, elements=hnp.from_dtype(x.dtype)))
+    got = rk.relu_backward(torch.from_numpy(grad), torch.from_numpy(x), leak)
+    np.testing.assert_array_equal(got.numpy(), expected(grad, x, leak), strict=True)
+
+
 def test_torch_values_in_place_and_version_counter():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
