@@ -4,6 +4,11 @@ same kernel code. Arrays are kept small: the simulator runs each thread in Pytho
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -86,20 +91,28 @@ def test_strided_kernels_on_4d_views(case, data):
         np.testing.assert_array_equal(result, want, strict=True)
 
 
-@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("op", sorted(_numba_cuda.KERNEL_OPERATIONS))
 @pytest.mark.parametrize("kind", ["quads", "flat"])
 @pytest.mark.parametrize("blocks", [1, 3])
 def test_flat_kernels_over_many_tiles(op, kind, blocks):
     """Full tiles, a partial last tile, the grid-stride step between tiles and (for
-    the quads) the last size % 4 elements, which the small arrays above never reach."""
+    the quads) the last size % 4 elements, which the small arrays above never reach;
+    relu_backward's two inputs too."""
     n = 5 * _numba_cuda.ELEMENTS_PER_STEP[kind] * _numba_cuda.THREADS_PER_BLOCK + 77
-    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(n).astype(np.float32)
     x[::7] = -np.inf
-    expected = _expected(op, x, 0.1)
-    outs = [cuda.device_array(n, np.float32) for _ in expected]
-    kernel = _numba_cuda.KERNELS[op, kind]
-    kernel[blocks, _numba_cuda.THREADS_PER_BLOCK](cuda.to_device(x), np.float32(0.1), outs[0], outs[-1])
-    for out, want in zip(outs, expected):
+    if op == "relu_backward":
+        grad = rng.standard_normal(n).astype(np.float32)
+        inputs, expected = (grad, x), [grad * oracle.relu_dash(x, 0.1)]
+    else:
+        inputs, expected = (x,), _expected(op, x, 0.1)
+    device_arrays = [cuda.to_device(a) for a in inputs] + [cuda.device_array(n, np.float32) for _ in expected]
+    pointers, arrays = zip(*(_numba_cuda._raw(a) for a in device_arrays))
+    device = _numba_cuda.current_device_id()
+    stream = _numba_cuda.stream_for(device, 0)
+    _numba_cuda.launch_raw(op, kind, np.float32(0.1), list(pointers), arrays, stream, device, blocks=blocks)
+    for out, want in zip(device_arrays[len(inputs):], expected):
         np.testing.assert_array_equal(out.copy_to_host(), want, strict=True)
 
 
@@ -159,3 +172,16 @@ def test_merged_dimensions_reach_the_same_elements(case):
 def test_order(array, order):
     strides = tuple(s // array.itemsize for s in array.strides)
     assert _order(array.shape, strides) == order
+
+
+def test_ptx_check():
+    """The real kernels compiled to PTX (NVVM, no GPU needed; in a process without the
+    simulator): the quads kernels use vector loads and stores, the others do not, and
+    every kernel's parameters have the sizes of what the launcher packs for it."""
+    environment = {key: value for key, value in os.environ.items() if key != "NUMBA_ENABLE_CUDASIM"}
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "ptx_check.py"
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=environment, timeout=600)
+    if run.returncode == 77:
+        pytest.skip(run.stdout.strip())
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "| relu | quads | f4 → f4 |" in run.stdout and "all checks pass" in run.stdout, run.stdout

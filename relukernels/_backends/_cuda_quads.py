@@ -1,12 +1,13 @@
-"""Four consecutive elements of a 1-d C-contiguous array in one memory access.
+"""Four consecutive elements behind a pointer in one memory access.
 
-``load_quad(array, j)`` returns elements ``4j .. 4j+3`` as a tuple and
-``store_quad(array, j, values)`` writes them. On a GPU they compile to one vector
-load or store (``ld.global.v4.f32`` for float32, two ``v2`` accesses for 8-byte
-dtypes), which is how PyTorch's elementwise kernels reach the copy bandwidth; the
-caller must make sure the array's data are aligned to four elements. Under Numba's
-CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) they are the plain Python below, which
-states what the compiled versions do.
+``load_quad(pointer, j)`` returns elements ``4j .. 4j+3`` of a ``CPointer`` to
+global memory as a tuple and ``store_quad(pointer, j, values)`` writes them. On a
+GPU they compile to one vector load or store (``ld.global.v4.f32`` for float32, two
+``v2`` accesses for 8-byte dtypes), which is how PyTorch's elementwise kernels reach
+the copy bandwidth; the caller must make sure the pointer is aligned to four
+elements. Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) they are the
+plain Python below, which states what the compiled versions do (there the pointer is
+any object indexed by element).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from numba import config
 
 if config.ENABLE_CUDASIM:
 
-    def load_quad(array: Any, j: int) -> tuple:
+    def load_quad(pointer: Any, j: int) -> tuple:
         start = 4 * j
-        return array[start], array[start + 1], array[start + 2], array[start + 3]
+        return pointer[start], pointer[start + 1], pointer[start + 2], pointer[start + 3]
 
-    def store_quad(array: Any, j: int, values: tuple) -> None:
+    def store_quad(pointer: Any, j: int, values: tuple) -> None:
         start = 4 * j
-        array[start], array[start + 1], array[start + 2], array[start + 3] = values
+        pointer[start], pointer[start + 1], pointer[start + 2], pointer[start + 3] = values
 
 else:
     from llvmlite import ir
@@ -32,17 +33,18 @@ else:
 
     _GLOBAL_MEMORY = 1  # NVPTX address space: loads and stores become ld.global / st.global
 
-    def _quad_pointer(context: Any, builder: Any, array_type: Any, array: Any, j: Any) -> tuple[Any, int]:
+    def _quad_pointer(context: Any, builder: Any, pointer_type: Any, pointer: Any, j: Any) -> tuple[Any, int]:
         """A global-memory pointer to the quad, and its alignment in bytes."""
-        data = context.make_array(array_type)(context, builder, value=array).data
-        first = builder.gep(data, [builder.mul(j, ir.Constant(j.type, 4))])
-        vector = ir.VectorType(context.get_value_type(array_type.dtype), 4)
-        pointer = builder.addrspacecast(builder.bitcast(first, vector.as_pointer()), vector.as_pointer(_GLOBAL_MEMORY))
-        return pointer, 4 * context.get_abi_sizeof(context.get_value_type(array_type.dtype))
+        first = builder.gep(pointer, [builder.mul(j, ir.Constant(j.type, 4))])
+        vector = ir.VectorType(context.get_value_type(pointer_type.dtype), 4)
+        quad = builder.addrspacecast(builder.bitcast(first, vector.as_pointer()), vector.as_pointer(_GLOBAL_MEMORY))
+        return quad, 4 * context.get_abi_sizeof(context.get_value_type(pointer_type.dtype))
 
     @intrinsic
-    def load_quad(typingctx: Any, array: Any, j: Any) -> Any:
-        signature = types.UniTuple(array.dtype, 4)(array, types.intp)
+    def load_quad(typingctx: Any, pointer: Any, j: Any) -> Any:
+        if not isinstance(pointer, types.CPointer):
+            return None
+        signature = types.UniTuple(pointer.dtype, 4)(pointer, types.intp)
 
         def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
             pointer, alignment = _quad_pointer(context, builder, sig.args[0], args[0], args[1])
@@ -53,8 +55,10 @@ else:
         return signature, codegen
 
     @intrinsic
-    def store_quad(typingctx: Any, array: Any, j: Any, values: Any) -> Any:
-        signature = types.void(array, types.intp, types.UniTuple(array.dtype, 4))
+    def store_quad(typingctx: Any, pointer: Any, j: Any, values: Any) -> Any:
+        if not isinstance(pointer, types.CPointer):
+            return None
+        signature = types.void(pointer, types.intp, types.UniTuple(pointer.dtype, 4))
 
         def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
             pointer, alignment = _quad_pointer(context, builder, sig.args[0], args[0], args[1])

@@ -1,4 +1,4 @@
-"""``@numba.cuda.jit`` kernels, compiled from the same formulas as the CPU loops.
+"""CUDA kernels over raw pointers, compiled from the same formulas as the CPU loops.
 
 Four kernels for each operation, by the layout of the arrays and the leak they take:
 
@@ -15,31 +15,42 @@ Four kernels for each operation, by the layout of the arrays and the leak they t
 
 On an H100 (2026-11-26) one scalar element per thread reached 60% of the copy
 bandwidth and four in flight 80%; PyTorch's vector accesses reach 98%. The quads
-kernel has not been timed on a GPU yet (benchmarks/gpu_check.py does). Every kernel is a grid-stride loop with 64-bit
-indices and takes ``(x, a, y, dy)``: the one-output operations get their output
-twice and write it once. Loads come before stores because the output may be the
-input itself, so the compiler may not move them past the stores.
+kernel has not been timed on a GPU yet (benchmarks/gpu_check.py does). Every kernel
+is a grid-stride loop with 64-bit indices. Loads come before stores because an
+output may be an input itself, so the compiler may not move them past the stores.
 
-Two ways to launch: ``launch`` goes through Numba's own launcher with Numba device
-arrays (real, or the CUDA simulator's); ``launch_raw`` takes bare pointers, shapes
-and strides and calls ``cuda.core.launch`` on the compiled kernel, skipping the tens
-of microseconds that building device arrays and Numba's argument handling cost.
-Under the simulator ``launch_raw`` wraps the (host) memory behind the pointers in
-simulator arrays and goes through ``launch``, so the tests run the whole backend
-without a GPU. Importing this module imports ``numba.cuda``.
+The kernels take plain parameters only, so that what the launcher packs is what the
+compiled code reads, with no library's array layout in between: the element count
+(four extents for the 4-d kernels), then for each operand a pointer followed by its
+strides in elements (none for ``quads``), in the order: two inputs, the leak (a
+scalar of the output dtype, or a pointer and strides for ``leaks``), two outputs.
+An operation with one input gets it twice and reads it once; one with one output
+gets it twice and writes it once.
+
+How a launch runs: ``numba.cuda.compile_ptx`` compiles the kernel's Python function
+for the device's compute capability; ``cuda.core`` links the PTX to a cubin
+(``Program``), loads it and launches it (``launch``) with the packed parameters,
+after checking once per kernel that their sizes are those the driver reports for
+it (``Kernel.arguments_info``). Nothing of Numba but its public compiler is used.
+Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) the same kernels run in Python
+through Numba's simulated launcher, each pointer a view of the host memory behind
+it, so the tests run the whole backend without a GPU; ``benchmarks/ptx_check.py``
+compiles the real ones and checks their parameters against the packing. Importing
+this module imports ``numba.cuda``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
+import re
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from numba import config, cuda
 
 from .. import _scalar
-from .._ops import OPERATIONS
+from .._ops import OPERATIONS, RELU_BACKWARD, Operation
 from ._cuda_quads import load_quad, store_quad
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -53,130 +64,176 @@ QUADS = 2  # quads in flight per thread in the quads kernel (its loop unrolls 2)
 ELEMENTS_PER_STEP = {"quads": 4 * QUADS, "flat": TILE, "strided": 1, "leaks": 1}
 """Elements one thread handles per step of each kernel's grid-stride loop."""
 
-_DEVICE_FUNCTIONS = {element: cuda.jit(device=True)(element) for element in (_scalar.relu, _scalar.relu_dash)}
+KERNEL_OPERATIONS: dict[str, Operation] = {**OPERATIONS, RELU_BACKWARD.name: RELU_BACKWARD}
+"""The operations with kernels, by name."""
+
+_DEVICE_FUNCTIONS = {
+    element: cuda.jit(device=True)(element) for element in (_scalar.relu, _scalar.relu_dash, _scalar.relu_backward)
+}
 """The element formulas as CUDA device functions."""
 
 
-def _writers(first: Any, second: Any = None) -> tuple[Any, Any]:
+def _readers(inputs: int) -> tuple[Any, Any]:
+    """Device functions reading the value at an element offset of each input, and
+    the quad at a quad index: one value, or a pair for two inputs."""
+    if inputs == 1:
+
+        @cuda.jit(device=True)
+        def read(x0, x1, i, k):
+            return x0[i]
+
+        @cuda.jit(device=True)
+        def read_quad(x0, x1, j):
+            return load_quad(x0, j)
+
+        return read, read_quad
+
+    @cuda.jit(device=True)
+    def read_pair(x0, x1, i, k):
+        return x0[i], x1[k]
+
+    @cuda.jit(device=True)
+    def read_pair_quad(x0, x1, j):
+        return load_quad(x0, j), load_quad(x1, j)
+
+    return read_pair, read_pair_quad
+
+
+def _callers(element: Any, inputs: int) -> tuple[Any, Any]:
+    """Device functions applying ``element`` to what a reader read, and to a quad of it."""
+    if inputs == 1:
+
+        @cuda.jit(device=True)
+        def call(v, a):
+            return element(v, a)
+
+        @cuda.jit(device=True)
+        def call_quad(q, a):
+            return element(q[0], a), element(q[1], a), element(q[2], a), element(q[3], a)
+
+        return call, call_quad
+
+    @cuda.jit(device=True)
+    def call_pair(v, a):
+        return element(v[0], v[1], a)
+
+    @cuda.jit(device=True)
+    def call_pair_quad(q, a):
+        return (element(q[0][0], q[1][0], a), element(q[0][1], q[1][1], a), element(q[0][2], q[1][2], a),
+                element(q[0][3], q[1][3], a))
+
+    return call_pair, call_pair_quad
+
+
+def _writers(first: tuple[Any, Any], second: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
     """Device functions writing ``first`` (and ``second``) of a value into ``y`` (and
-    ``dy``) at an index, and of a quad at a quad index."""
+    ``dy``) at element offsets, and of a quad at a quad index."""
+    call, call_quad = first
     if second is None:
 
         @cuda.jit(device=True)
-        def write(y, dy, at, v, a):
-            y[at] = first(v, a)
+        def write(y, dy, p, q, v, a):
+            y[p] = call(v, a)
 
         @cuda.jit(device=True)
-        def write_quad(y, dy, j, q, a):
-            store_quad(y, j, (first(q[0], a), first(q[1], a), first(q[2], a), first(q[3], a)))
+        def write_quad(y, dy, j, v, a):
+            store_quad(y, j, call_quad(v, a))
 
         return write, write_quad
 
-    @cuda.jit(device=True)
-    def write_pair(y, dy, at, v, a):
-        y[at], dy[at] = first(v, a), second(v, a)
+    call_second, call_second_quad = second
 
     @cuda.jit(device=True)
-    def write_pair_quad(y, dy, j, q, a):
-        store_quad(y, j, (first(q[0], a), first(q[1], a), first(q[2], a), first(q[3], a)))
-        store_quad(dy, j, (second(q[0], a), second(q[1], a), second(q[2], a), second(q[3], a)))
+    def write_pair(y, dy, p, q, v, a):
+        y[p], dy[q] = call(v, a), call_second(v, a)
+
+    @cuda.jit(device=True)
+    def write_pair_quad(y, dy, j, v, a):
+        store_quad(y, j, call_quad(v, a))
+        store_quad(dy, j, call_second_quad(v, a))
 
     return write_pair, write_pair_quad
 
 
 @cuda.jit(device=True)
-def _unravel_4d(i, shape):
-    i3 = i % shape[3]
-    rest = i // shape[3]
-    i2 = rest % shape[2]
-    rest = rest // shape[2]
-    return rest // shape[1], rest % shape[1], i2, i3
+def _unravel_4d(i, n1, n2, n3):
+    i3 = i % n3
+    rest = i // n3
+    i2 = rest % n2
+    rest = rest // n2
+    return rest // n1, rest % n1, i2, i3
 
 
-def _kernels(write: Any, write_quad: Any) -> dict[str, Any]:
-    """The three kernels of one operation, by layout (see the module's docstring)."""
+@cuda.jit(device=True)
+def _offset(at, s0, s1, s2, s3):
+    return at[0] * s0 + at[1] * s1 + at[2] * s2 + at[3] * s3
 
-    @cuda.jit
-    def quads(x, a, y, dy):
-        n, w = x.size, cuda.blockDim.x
+
+def _kernels(op: Operation) -> dict[str, Callable[..., None]]:
+    """The four kernels of ``op``, by kind (see the module's docstring), as Python
+    functions for ``numba.cuda`` to compile or simulate."""
+    inputs = len(op.inputs)
+    read, read_quad = _readers(inputs)
+    write, write_quad = _writers(*(_callers(_DEVICE_FUNCTIONS[e], inputs) for e in op.elements))
+
+    def quads(n, x0, x1, a, y, dy):
+        w = cuda.blockDim.x
         count = n // 4
         j = cuda.blockIdx.x * QUADS * w + cuda.threadIdx.x
         step = cuda.gridDim.x * QUADS * w
         while j + w < count:
-            p, q = load_quad(x, j), load_quad(x, j + w)
+            p, q = read_quad(x0, x1, j), read_quad(x0, x1, j + w)
             write_quad(y, dy, j, p, a)
             write_quad(y, dy, j + w, q, a)
             j += step
         if j < count:  # this thread's part of the last, partial tile
-            write_quad(y, dy, j, load_quad(x, j), a)
+            write_quad(y, dy, j, read_quad(x0, x1, j), a)
         i = 4 * count + cuda.grid(1)
         if i < n:  # the last size % 4 elements, on the first threads
-            write(y, dy, i, x[i], a)
+            write(y, dy, i, i, read(x0, x1, i, i), a)
 
-    @cuda.jit
-    def flat(x, a, y, dy):
-        n, w = x.size, cuda.blockDim.x
+    def flat(n, x0, r0, x1, r1, a, y, w0, dy, w1):
+        w = cuda.blockDim.x
         i = cuda.blockIdx.x * TILE * w + cuda.threadIdx.x
         step = cuda.gridDim.x * TILE * w
         while i + 3 * w < n:
-            v0, v1, v2, v3 = x[i], x[i + w], x[i + 2 * w], x[i + 3 * w]
-            write(y, dy, i, v0, a)
-            write(y, dy, i + w, v1, a)
-            write(y, dy, i + 2 * w, v2, a)
-            write(y, dy, i + 3 * w, v3, a)
+            v0 = read(x0, x1, i * r0, i * r1)
+            v1 = read(x0, x1, (i + w) * r0, (i + w) * r1)
+            v2 = read(x0, x1, (i + 2 * w) * r0, (i + 2 * w) * r1)
+            v3 = read(x0, x1, (i + 3 * w) * r0, (i + 3 * w) * r1)
+            write(y, dy, i * w0, i * w1, v0, a)
+            write(y, dy, (i + w) * w0, (i + w) * w1, v1, a)
+            write(y, dy, (i + 2 * w) * w0, (i + 2 * w) * w1, v2, a)
+            write(y, dy, (i + 3 * w) * w0, (i + 3 * w) * w1, v3, a)
             i += step
         while i < n:  # this thread's part of the last, partial tile
-            write(y, dy, i, x[i], a)
+            write(y, dy, i * w0, i * w1, read(x0, x1, i * r0, i * r1), a)
             i += w
 
-    @cuda.jit
-    def strided(x, a, y, dy):
-        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            at = _unravel_4d(i, x.shape)
-            write(y, dy, at, x[at], a)
+    def strided(n0, n1, n2, n3, x0, r00, r01, r02, r03, x1, r10, r11, r12, r13, a,
+                y, w00, w01, w02, w03, dy, w10, w11, w12, w13):
+        for i in range(cuda.grid(1), n0 * n1 * n2 * n3, cuda.gridsize(1)):
+            at = _unravel_4d(i, n1, n2, n3)
+            v = read(x0, x1, _offset(at, r00, r01, r02, r03), _offset(at, r10, r11, r12, r13))
+            write(y, dy, _offset(at, w00, w01, w02, w03), _offset(at, w10, w11, w12, w13), v, a)
 
-    @cuda.jit
-    def leaks(x, a, y, dy):
-        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-            at = _unravel_4d(i, x.shape)
-            write(y, dy, at, x[at], a[at])
+    def leaks(n0, n1, n2, n3, x0, r00, r01, r02, r03, x1, r10, r11, r12, r13, a, l0, l1, l2, l3,
+              y, w00, w01, w02, w03, dy, w10, w11, w12, w13):
+        for i in range(cuda.grid(1), n0 * n1 * n2 * n3, cuda.gridsize(1)):
+            at = _unravel_4d(i, n1, n2, n3)
+            v = read(x0, x1, _offset(at, r00, r01, r02, r03), _offset(at, r10, r11, r12, r13))
+            write(y, dy, _offset(at, w00, w01, w02, w03), _offset(at, w10, w11, w12, w13), v,
+                  a[_offset(at, l0, l1, l2, l3)])
 
     return {"quads": quads, "flat": flat, "strided": strided, "leaks": leaks}
 
 
-_BY_OP = {name: _kernels(*_writers(*(_DEVICE_FUNCTIONS[e] for e in op.elements))) for name, op in OPERATIONS.items()}
-KERNELS: dict[tuple[str, str], Any] = {(op, kind): kernel for op, kinds in _BY_OP.items() for kind, kernel in kinds.items()}
-"""Kernels by (operation, kind: "quads", "flat", "strided" or "leaks")."""
+KERNELS: dict[tuple[str, str], Callable[..., None]] = {
+    (name, kind): kernel for name, op in KERNEL_OPERATIONS.items() for kind, kernel in _kernels(op).items()
+}
+"""Kernels by (operation, kind: "quads", "flat", "strided" or "leaks"), as Python functions."""
 
 KIND_NDIM = {"quads": 1, "flat": 1, "strided": STRIDED_NDIM, "leaks": STRIDED_NDIM}
-_KIND_LAYOUT = {"quads": "C", "flat": "A", "strided": "A", "leaks": "A"}
-_multiprocessors: dict[int, int] = {}
-
-
-def current_device_id() -> int:
-    """Numba's current device (the simulator's has no id: 0)."""
-    return getattr(cuda.get_current_device(), "id", 0)
-
-
-def _blocks(kind: str, size: int, device_id: int) -> int:
-    sms = _multiprocessors.get(device_id)
-    if sms is None:
-        sms = _multiprocessors[device_id] = getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1)
-    return max(1, min(-(-size // (ELEMENTS_PER_STEP[kind] * THREADS_PER_BLOCK)), sms * BLOCKS_PER_SM))
-
-
-def launch(op: str, kind: str, x: Any, a: Any, outs: tuple[Any, ...], stream: Any = 0) -> None:
-    """Run ``op``'s ``kind`` kernel through Numba's launcher over device array ``x``
-    into ``outs``.
-
-    The arrays have ``KIND_NDIM[kind]`` dimensions and one shape (and for "quads",
-    C-contiguous data aligned to four elements); ``a`` is the leak as a NumPy scalar
-    of the output dtype, or for "leaks" a device array of that dtype and shape.
-    """
-    if x.size == 0:
-        return
-    blocks = _blocks(kind, x.size, current_device_id())
-    KERNELS[op, kind][blocks, THREADS_PER_BLOCK, stream](x, a, outs[0], outs[-1])
 
 
 class RawArray(NamedTuple):
@@ -185,8 +242,44 @@ class RawArray(NamedTuple):
 
     offset: int
     shape: tuple[int, ...]
-    strides: tuple[int, ...]  # in bytes
+    strides: tuple[int, ...]  # in bytes, whole elements
     dtype: np.dtype
+
+
+def signature(op: str, kind: str, dtypes: tuple[np.dtype, ...]) -> tuple:
+    """The Numba argument types of ``op``'s ``kind`` kernel for ``dtypes``: its
+    inputs' dtypes, then the output's."""
+    from numba.cuda import types
+    from numba.cuda.np.numpy_support import from_dtype
+
+    ndim = KIND_NDIM[kind]
+    extents = (types.int64,) * ndim
+    strides = () if kind == "quads" else (types.int64,) * ndim
+    inputs = [types.CPointer(from_dtype(d)) for d in dtypes[:-1]]
+    output = from_dtype(dtypes[-1])
+    leak = (types.CPointer(output), *strides) if kind == "leaks" else (output,)
+    pointer_out = (types.CPointer(output), *strides)
+    return (*extents, inputs[0], *strides, inputs[-1], *strides, *leak, *pointer_out, *pointer_out)
+
+
+def kernel_ptx(op: str, kind: str, dtypes: tuple[np.dtype, ...], cc: tuple[int, int]) -> str:
+    """The PTX of ``op``'s ``kind`` kernel for ``dtypes`` (as ``signature`` takes
+    them), for compute capability ``cc``; ``numba.cuda.compile_ptx``, which needs
+    NVVM but no GPU."""
+    code, _ = cuda.compile_ptx(KERNELS[op, kind], signature(op, kind, dtypes), cc=cc)
+    return code
+
+
+def entry_name(ptx: str) -> str:
+    """The name of the one kernel in ``ptx``."""
+    [name] = re.findall(r"\.entry\s+([^\s(]+)\s*\(", ptx)
+    return name
+
+
+def argument_sizes(arguments: list[Any]) -> list[int]:
+    """The size in bytes of each kernel parameter as ``cuda.core.launch`` passes it:
+    a Python int as a 64-bit integer, a ctypes value as its C type."""
+    return [8 if isinstance(argument, int) else ctypes.sizeof(argument) for argument in arguments]
 
 
 _SCALARS: dict[np.dtype, Callable[[Any], Any]] = {
@@ -197,25 +290,97 @@ _SCALARS: dict[np.dtype, Callable[[Any], Any]] = {
 }
 """The leak as the kernel's C parameter, by its dtype (float16 goes as its bits)."""
 
+
+class HostPointer:
+    """Under the simulator, a pointer into host memory indexed by element, negative
+    offsets included (what a NumPy view, which wraps them around, cannot be)."""
+
+    def __init__(self, pointer: int, array: RawArray) -> None:
+        self.memory, low = _host_memory(pointer, array)
+        self.origin = -low // array.dtype.itemsize
+
+    def __getitem__(self, i: int) -> Any:
+        return self.memory[self.origin + i]
+
+    def __setitem__(self, i: int, value: Any) -> None:
+        self.memory[self.origin + i] = value
+
+
+def kernel_arguments(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[RawArray, ...]) -> list[Any]:
+    """The parameters of ``op``'s ``kind`` kernel over ``arrays`` (inputs, then outputs;
+    array ``i`` at ``pointers[i]`` plus its offset) with leak ``a`` (as ``launch_raw``
+    takes it), in the order the module's docstring gives. Under the simulator each
+    pointer is a ``HostPointer`` and the leak a NumPy scalar."""
+    inputs = len(KERNEL_OPERATIONS[op].inputs)
+    operand = _simulated_operand if SIMULATOR else _operand
+    arguments = list(arrays[0].shape)
+    arguments += operand(kind, pointers[0], arrays[0])
+    arguments += operand(kind, pointers[inputs - 1], arrays[inputs - 1])
+    if kind == "leaks":
+        arguments += operand(kind, *a)
+    else:
+        arguments.append(a if SIMULATOR else _SCALARS[arrays[inputs].dtype](a))
+    arguments += operand(kind, pointers[inputs], arrays[inputs])
+    arguments += operand(kind, pointers[-1], arrays[-1])
+    return arguments
+
+
+def _operand(kind: str, pointer: int, array: RawArray) -> list[Any]:
+    """An array's parameters: its address, then (but for "quads") its strides in elements."""
+    address = pointer + array.offset
+    return [address] if kind == "quads" else [address, *(s // array.dtype.itemsize for s in array.strides)]
+
+
+def _simulated_operand(kind: str, pointer: int, array: RawArray) -> list[Any]:
+    host = HostPointer(pointer, array)
+    return [host] if kind == "quads" else [host, *(s // array.dtype.itemsize for s in array.strides)]
+
+
+_multiprocessors: dict[int, int] = {}
 _compiled: dict[tuple, Any] = {}
+_simulated: dict[tuple[str, str], Any] = {}
 _configs: dict[int, Any] = {}
 _streams: dict[tuple[int, int], Any] = {}
 
 
-def _compiled_kernel(op: str, kind: str, in_dtype: np.dtype, out_dtype: np.dtype, device_id: int) -> Any:
-    """The ``cuda.core`` kernel of ``op`` for one signature, on the current device."""
-    key = (op, kind, in_dtype, out_dtype, device_id)
+def current_device_id() -> int:
+    """Numba's current device (the simulator's has no id: 0)."""
+    return getattr(cuda.get_current_device(), "id", 0)
+
+
+def _blocks(kind: str, size: int, device_id: int) -> int:
+    sms = _multiprocessors.get(device_id)
+    if sms is None:
+        if SIMULATOR:
+            sms = 1
+        else:
+            from cuda.core import Device
+
+            sms = Device(device_id).properties.multiprocessor_count
+        _multiprocessors[device_id] = sms
+    return max(1, min(-(-size // (ELEMENTS_PER_STEP[kind] * THREADS_PER_BLOCK)), sms * BLOCKS_PER_SM))
+
+
+def _compiled_kernel(op: str, kind: str, dtypes: tuple[np.dtype, ...], device_id: int, arguments: list[Any]) -> Any:
+    """The ``cuda.core`` kernel of ``op`` for ``dtypes`` on a device, compiled and
+    loaded on first use; its parameters checked against ``arguments`` then."""
+    key = (op, kind, dtypes, device_id)
     kernel = _compiled.get(key)
     if kernel is None:
-        from numba.cuda import types
-        from numba.cuda.np.numpy_support import from_dtype
+        from cuda.core import Device, Program, ProgramOptions
 
-        ndim, layout = KIND_NDIM[kind], _KIND_LAYOUT[kind]
-        y_type = types.Array(from_dtype(out_dtype), ndim, layout)
-        a_type = y_type if kind == "leaks" else from_dtype(out_dtype)
-        signature = (types.Array(from_dtype(in_dtype), ndim, layout), a_type, y_type, y_type)
-        compiled = KERNELS[op, kind].compile(signature)
-        kernel = _compiled[key] = compiled._codelibrary.get_cufunc().kernel
+        cc = Device(device_id).compute_capability
+        ptx = kernel_ptx(op, kind, dtypes, (cc.major, cc.minor))
+        code = Program(ptx, "ptx", ProgramOptions(arch=f"sm_{cc.major}{cc.minor}")).compile("cubin")
+        kernel = code.get_kernel(entry_name(ptx))
+        expected = [info.size for info in kernel.arguments_info]
+        if argument_sizes(arguments) != expected:
+            raise RuntimeError(
+                f"the compiled {op} kernel ({kind}) takes parameters of {expected} bytes, but the launcher packs "
+                f"{argument_sizes(arguments)}: numba-cuda compiles kernel parameters differently than this "
+                "version of relukernels expects"
+            )
+        _compiled[key] = kernel
     return kernel
 
 
@@ -232,38 +397,71 @@ def stream_for(device_id: int, handle: int) -> Any:
 
 
 def launch_raw(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[RawArray, ...], stream: Any,
-               device_id: int) -> None:
-    """Run ``op``'s ``kind`` kernel over ``arrays[0]`` into ``arrays[1:]``, array ``i``
-    at ``pointers[i]`` plus its offset.
+               device_id: int, *, blocks: int | None = None) -> None:
+    """Run ``op``'s ``kind`` kernel over its inputs ``arrays[:k]`` into its outputs
+    ``arrays[k:]``, array ``i`` at ``pointers[i]`` plus its offset.
 
-    The arrays are as ``launch`` takes them; ``a`` is the leak, cast to the output
+    The arrays have ``KIND_NDIM[kind]`` dimensions and one shape (and for "quads",
+    C-contiguous data aligned to four elements); ``a`` is the leak, cast to the output
     dtype, or for "leaks" a pair (pointer, ``RawArray``) of an array of that dtype;
-    ``stream`` comes from ``stream_for``; ``device_id`` is Numba's current device,
-    where the kernel is loaded.
+    ``stream`` comes from ``stream_for``; ``device_id`` is the current device, where
+    the kernel is loaded; ``blocks`` the grid's size, by default enough blocks for
+    the array up to one wave of the device (then the kernels loop).
     """
     x = arrays[0]
     size = math.prod(x.shape)
     if size == 0:
         return
+    if blocks is None:
+        blocks = _blocks(kind, size, device_id)
+    arguments = kernel_arguments(op, kind, a, pointers, arrays)
     if SIMULATOR:
-        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-
-        views = [FakeCUDAArray(_host_view(pointer, array)) for pointer, array in zip(pointers, arrays)]
-        launch(op, kind, views[0], FakeCUDAArray(_host_view(*a)) if kind == "leaks" else a, tuple(views[1:]))
+        kernel = _simulated.get((op, kind))
+        if kernel is None:
+            kernel = _simulated[op, kind] = cuda.jit(KERNELS[op, kind])
+        kernel[blocks, THREADS_PER_BLOCK](*arguments)
         return
     from cuda.core import LaunchConfig, launch as core_launch
 
-    kernel = _compiled_kernel(op, kind, x.dtype, arrays[1].dtype, device_id)
-    arguments = _array_arguments(pointers[0], x)
-    arguments += _array_arguments(*a) if kind == "leaks" else [_SCALARS[arrays[1].dtype](a)]
-    arguments += _array_arguments(pointers[1], arrays[1])
-    arguments += _array_arguments(pointers[-1], arrays[-1])
+    inputs = len(KERNEL_OPERATIONS[op].inputs)
+    dtypes = tuple(array.dtype for array in arrays[: inputs + 1])
+    kernel = _compiled_kernel(op, kind, dtypes, device_id, arguments)
     _ensure_context(device_id)
-    blocks = _blocks(kind, size, device_id)
     config = _configs.get(blocks)
     if config is None:
         config = _configs[blocks] = LaunchConfig(grid=blocks, block=THREADS_PER_BLOCK, shmem_size=0)
     core_launch(stream, config, kernel, *arguments)
+
+
+def launch(op: str, kind: str, x: Any, a: Any, outs: tuple[Any, ...], stream: Any = 0) -> None:
+    """Run ``op``'s ``kind`` kernel over device array ``x`` into ``outs`` (Numba
+    device arrays, or any ``__cuda_array_interface__`` objects) on the current device,
+    on Numba stream ``stream`` (0: the legacy default stream).
+
+    The arrays have ``KIND_NDIM[kind]`` dimensions and one shape (and for "quads",
+    C-contiguous data aligned to four elements); ``a`` is the leak as a NumPy scalar
+    of the output dtype, or for "leaks" a device array of that dtype and shape.
+    """
+    pointers, arrays = [], []
+    for array in (x, *outs):
+        pointer, raw = _raw(array)
+        pointers.append(pointer)
+        arrays.append(raw)
+    device_id = current_device_id()
+    leak = _raw(a) if kind == "leaks" else a
+    handle = 0 if SIMULATOR or not stream else int(stream)
+    launch_raw(op, kind, leak, pointers, tuple(arrays), stream_for(device_id, handle), device_id)
+
+
+def _raw(array: Any) -> tuple[int, RawArray]:
+    """The pointer and ``RawArray`` of a ``__cuda_array_interface__`` object (under the
+    simulator, of a simulated device array: its host memory's ``__array_interface__``)."""
+    from .cuda import _c_strides
+
+    interface = array.__array_interface__ if SIMULATOR else array.__cuda_array_interface__
+    dtype, shape = np.dtype(interface["typestr"]), tuple(interface["shape"])
+    strides = interface.get("strides") or _c_strides(shape, dtype.itemsize)
+    return interface["data"][0], RawArray(0, shape, tuple(strides), dtype)
 
 
 def copy_to_host(pointer: int, array: RawArray, device_array: Any) -> np.ndarray:
@@ -276,11 +474,18 @@ def copy_to_host(pointer: int, array: RawArray, device_array: Any) -> np.ndarray
 
 def _host_view(pointer: int, array: RawArray) -> np.ndarray:
     """The simulator's "device" memory is host memory: a NumPy view of it."""
+    memory, low = _host_memory(pointer, array)
+    return np.ndarray(array.shape, array.dtype, memory, offset=-low, strides=array.strides)
+
+
+def _host_memory(pointer: int, array: RawArray) -> tuple[np.ndarray, int]:
+    """The host memory an array spans, as a 1-d array of its dtype, and where the
+    array's pointer is from its start (minus, in bytes)."""
     from .cuda import byte_extent
 
     low, high = byte_extent(array.shape, array.strides, array.dtype.itemsize)
     buffer = (ctypes.c_char * (high - low)).from_address(pointer + array.offset + low)
-    return np.ndarray(array.shape, array.dtype, buffer, offset=-low, strides=array.strides)
+    return np.frombuffer(buffer, array.dtype), low
 
 
 def _ensure_context(device_id: int) -> None:
@@ -297,8 +502,3 @@ def _ensure_context(device_id: int) -> None:
         from cuda.core import Device
 
         Device(device_id).set_current()
-
-
-def _array_arguments(pointer: int, array: RawArray) -> list[Any]:
-    """Numba's array ABI: meminfo, parent, size, itemsize, data, shape..., strides..."""
-    return [0, 0, math.prod(array.shape), array.dtype.itemsize, pointer + array.offset, *array.shape, *array.strides]
