@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import relukernels as rk
 import oracle
@@ -219,3 +220,87 @@ def test_the_interface_stream_is_honoured():
     out = np.empty_like(x)
     rk.relu(OnStream(x), 0.5, out=OnStream(out))
     np.testing.assert_array_equal(out, oracle.relu(x, 0.5), strict=True)
+
+
+def _filled(values: np.ndarray, order: str) -> np.ndarray:
+    """``values`` copied into an array of the layout ``_out_like`` makes."""
+    array = _out_like(values, order)
+    array[...] = values
+    return array
+
+
+def _backward_expected(grad: np.ndarray, x: np.ndarray, leak) -> np.ndarray:
+    """The oracle: ``grad * relu_dash(x, leak)`` in NumPy."""
+    with np.errstate(all="ignore"):
+        return grad * oracle.relu_dash(x, leak)
+
+
+@settings(max_examples=60)
+@given(based_arrays(dtypes=DTYPES, max_side=5), st.data())
+def test_backward_matches_oracle(case, data):
+    """``relu_backward`` with grad, x and out of every layout (the quads, flat and
+    strided kernels), a scalar leak, out a separate array, grad or x itself."""
+    base, layout = case
+    x = layout.view(np, base)
+    leak = data.draw(leaks_for(x.dtype))
+    assume(oracle.result_dtype(x, leak) == x.dtype)  # mixed dtypes: test_backward_of_mixed_dtypes_is_refused
+    values = data.draw(hnp.arrays(x.dtype, x.shape, elements=hnp.from_dtype(x.dtype)))
+    grad = _filled(values, data.draw(st.sampled_from(["C", "F", "strided", "reversed"])))
+    expected = _backward_expected(grad, x, leak)
+    out = _out_like(expected, data.draw(st.sampled_from(["C", "F", "strided", "reversed"])))
+    result = rk.relu_backward(HostDeviceArray(grad), HostDeviceArray(x), leak, out=HostDeviceArray(out))
+    assert result.array is out
+    np.testing.assert_array_equal(out, expected, strict=True)
+    x_before = x.copy()
+    device_grad = HostDeviceArray(grad)
+    assert rk.relu_backward(device_grad, HostDeviceArray(x), leak, out=device_grad) is device_grad
+    np.testing.assert_array_equal(grad, expected, strict=True)
+    np.testing.assert_array_equal(x, x_before, strict=True)
+    grad[...] = values
+    device_x = HostDeviceArray(x)
+    assert rk.relu_backward(HostDeviceArray(grad), device_x, leak, out=device_x) is device_x
+    np.testing.assert_array_equal(x, expected, strict=True)
+
+
+@settings(max_examples=40)
+@given(based_arrays(dtypes=DTYPES, max_side=4, max_dims=5), st.data())
+def test_backward_array_leaks_match_oracle(case, data):
+    """``relu_backward`` with a leak per element (the leaks kernel), in x's dtype."""
+    base, layout = case
+    x = layout.view(np, base)
+    leak = data.draw(broadcast_leaks(x.shape, x.dtype)).astype(x.dtype)
+    grad = _filled(data.draw(hnp.arrays(x.dtype, x.shape, elements=hnp.from_dtype(x.dtype))),
+                   data.draw(st.sampled_from(["C", "F", "strided", "reversed"])))
+    expected = _backward_expected(grad, x, leak)
+    out = _out_like(expected, data.draw(st.sampled_from(["C", "F", "strided", "reversed"])))
+    rk.relu_backward(HostDeviceArray(grad), HostDeviceArray(x), HostDeviceArray(leak), out=HostDeviceArray(out))
+    np.testing.assert_array_equal(out, expected, strict=True)
+
+
+@pytest.mark.parametrize(
+    "make_grad, leak, error, words",
+    [
+        (lambda x: np.ones(x.shape, np.float64), 0.5, TypeError, ["grad", "dtype", "float64"]),
+        (lambda x: np.ones(x.shape, np.int8), 0.5, TypeError, ["grad", "dtype", "float32"]),
+        (lambda x: np.ones(x.shape, np.complex64), 0.5, TypeError, ["grad", "dtype", "complex64"]),
+        (lambda x: np.ones(x.size + 1, np.float32), 0.5, ValueError, ["grad", "shape"]),
+    ],
+)
+def test_bad_backward_writes_nothing(make_grad, leak, error, words):
+    """Mixed dtypes have no kernel, and arrays of no known library no library to cast
+    them in: refused, as are complex grads and other shapes."""
+    x = np.linspace(-2, 2, 16, dtype=np.float32)
+    out = np.zeros_like(x)
+    with pytest.raises(error) as raised:
+        rk.relu_backward(HostDeviceArray(make_grad(x)), HostDeviceArray(x), leak, out=HostDeviceArray(out))
+    assert all(word in str(raised.value) for word in words), str(raised.value)
+    assert not out.any()
+
+
+def test_backward_out_may_not_partly_overlap_grad():
+    memory = np.linspace(-2, 2, 24, dtype=np.float32)
+    grad, x = memory[:16], np.linspace(-1, 1, 16, dtype=np.float32)
+    before = memory.copy()
+    with pytest.raises(ValueError, match="out overlaps grad"):
+        rk.relu_backward(HostDeviceArray(grad), HostDeviceArray(x), 0.5, out=HostDeviceArray(memory[8:]))
+    np.testing.assert_array_equal(memory, before)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import relukernels as rk
 import oracle
@@ -203,3 +204,83 @@ def test_torch_cuda_prelu_leak():
     np.testing.assert_array_equal(rk.relu(x, leak).cpu().numpy(), expected, strict=True)
     with pytest.raises(ValueError, match="leak"):
         rk.relu(x, leak.cpu())
+
+
+def _drawn_x(data) -> tuple:
+    """An array of every dtype and layout, in NumPy and in CuPy (the same view of one base)."""
+    base, layout = data.draw(based_arrays(dtypes=DTYPES))
+    return layout.view(np, base), layout.view(cupy, cupy.asarray(base))
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_cupy_backward_matches_oracle(data):
+    """``relu_backward`` on CuPy arrays of every dtype and layout, grad of x's dtype (the
+    kernels) or of another (CuPy's formula), against grad * relu_dash in NumPy."""
+    x, device_x = _drawn_x(data)
+    grad_dtype = data.draw(st.sampled_from([x.dtype, np.dtype(np.float32), np.dtype(np.int16)]))
+    grad = data.draw(hnp.arrays(grad_dtype, x.shape, elements=hnp.from_dtype(grad_dtype)))
+    leak = data.draw(leaks_for(x.dtype))
+    with np.errstate(all="ignore"):
+        expected = grad * oracle.relu_dash(x, leak)
+    result = rk.relu_backward(cupy.asarray(grad), device_x, leak)
+    assert type(result) is cupy.ndarray and result.device == device_x.device
+    np.testing.assert_array_equal(result.get(), expected, strict=True)
+    np.testing.assert_array_equal(device_x.get(), x, strict=True)
+
+
+@settings(max_examples=50)
+@given(st.data())
+def test_cupy_backward_array_leaks_and_in_place(data):
+    """A leak per element (the leaks kernel, or CuPy's formula where the leak's dtype
+    widens the result), into grad itself where the result has its dtype."""
+    x, device_x = _drawn_x(data)
+    leak = data.draw(broadcast_leaks(x.shape, x.dtype))
+    grad = data.draw(hnp.arrays(x.dtype, x.shape, elements=hnp.from_dtype(x.dtype)))
+    with np.errstate(all="ignore"):
+        expected = grad * oracle.relu_dash(x, leak)
+    device_grad = cupy.asarray(grad)
+    if expected.dtype == grad.dtype:
+        assert rk.relu_backward(device_grad, device_x, cupy.asarray(leak), out=device_grad) is device_grad
+        np.testing.assert_array_equal(device_grad.get(), expected, strict=True)
+    else:
+        np.testing.assert_array_equal(rk.relu_backward(device_grad, device_x, cupy.asarray(leak)).get(), expected,
+                                      strict=True)
+
+
+def test_cupy_backward_on_the_callers_non_blocking_stream():
+    n = 1 << 24
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        x = cupy.full(n, -1.0, dtype=cupy.float32)
+        grad = cupy.ones(n, dtype=cupy.float32)
+        stream.synchronize()
+        for _ in range(20):
+            x = cupy.sin(x) * 0 + cupy.float32(2.0)  # slow, and ends with every x == 2
+        result = rk.relu_backward(grad, x, 0.5).get(stream=stream)
+    assert (result == 1.0).all()
+
+
+def test_torch_cuda_backward_matches_the_cpu():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    host_x = rng.standard_normal((64, 48)).astype(np.float32)
+    host_grad = rng.standard_normal((64, 48)).astype(np.float32)
+    x, grad = torch.from_numpy(host_x).cuda()[::2, 1::3], torch.from_numpy(host_grad).cuda()[::2, 1::3]
+    expected = host_grad[::2, 1::3] * oracle.relu_dash(host_x[::2, 1::3], 0.2)
+    result = rk.relu_backward(grad, x, 0.2)
+    assert result.is_cuda and result.dtype == torch.float32
+    np.testing.assert_array_equal(result.cpu().numpy(), expected, strict=True)
+    out = torch.empty_like(grad)
+    assert rk.relu_backward(grad, x, 0.2, out=out) is out
+    np.testing.assert_array_equal(out.cpu().numpy(), expected, strict=True)
+    leak = torch.tensor([0.0, 0.1, -2.0] * 5 + [0.5], device="cuda")
+    expected = host_grad[::2, 1::3] * oracle.relu_dash(host_x[::2, 1::3], leak.cpu().numpy())
+    np.testing.assert_array_equal(rk.relu_backward(grad, x, leak).cpu().numpy(), expected, strict=True)
+
+
+def test_torch_cuda_autograd_backward_through_the_kernels():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([-1.5, 0.0, 2.0, -0.0], device="cuda", requires_grad=True)
+    (rk.relu(x, 0.1) * torch.tensor([1.0, 2.0, 3.0, 4.0], device="cuda")).sum().backward()
+    assert torch.equal(x.grad.cpu(), torch.tensor([0.1, 0.2, 3.0, 0.4]))

@@ -2,7 +2,7 @@
 torch backend) and any object with ``__cuda_array_interface__``.
 
 Inputs and outputs are never copied: the kernels get the arrays' pointers, shapes and
-strides. What differs between libraries sits in one adapter each: how to read an
+strides (``relu_backward`` of mixed dtypes excepted: see ``CudaBackend.backward``). What differs between libraries sits in one adapter each: how to read an
 array's layout cheaply, how to allocate an output (in the input's library, on its
 device, in its memory order), which device to make current, and which stream is the
 caller's (CuPy's and PyTorch's current stream; the interface's ``stream`` field).
@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _validate
-from .._ops import Operation
+from .._ops import RELU_BACKWARD, Operation
+from . import generic
 
 _KERNEL_DTYPES = frozenset(np.dtype(c) for c in "f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
 
@@ -172,41 +173,94 @@ class CudaBackend:
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array)."""
-        names = op.out_names
         adapter = _adapter(type(x))
-        x_pointer, x_layout, _ = adapter.view(x)
-        if x_layout.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"x has dtype {x_layout.dtype}, which the CUDA kernels do not support")
-        if _validate.is_array_leak(leak):
-            leak, dtype = _device_leak(adapter, leak, x, x_layout)
+        x_view = _kernel_input(adapter, x)
+        leak, a, dtype = _resolve_leak(adapter, leak, x, x_view[1])
+        return _launch(op, adapter, (x,), (x_view,), leak, a, dtype, outs)
+
+    def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
+        """``relu_backward``: ``grad * relu_dash(x, leak)`` into ``out`` (``None`` or an
+        array; may be ``grad`` or ``x`` itself).
+
+        The kernels run where ``grad``, ``x`` and the result share a dtype (the leak is
+        rounded to it). Mixed dtypes take the formula in the array's library (CuPy's
+        or PyTorch's operations, then a copy into ``out``); for arrays of no known
+        library, which have none, they are a TypeError.
+        """
+        adapter = _adapter(type(x))
+        x_view = _kernel_input(adapter, x)
+        grad_view = adapter.view(grad)[:2]
+        _validate.grad_shape(grad_view[1].shape, x_view[1].shape)
+        array_leak, a, dash_dtype = _resolve_leak(adapter, leak, x, x_view[1])
+        dtype = _validate.grad_dtype(np, grad_view[1].dtype, dash_dtype)
+        if grad_view[1].dtype == x_view[1].dtype == dtype:
+            return _launch(RELU_BACKWARD, adapter, (grad, x), (grad_view, x_view), array_leak, a, dtype, (out,))[0]
+        if adapter is _InterfaceArrays:
+            raise TypeError(
+                f"grad has dtype {grad_view[1].dtype} and x {x_view[1].dtype}: for arrays of no known library the "
+                f"CUDA kernels need both in the result's dtype, {dtype}"
+            )
+        if out is not None:
+            _checked_out(adapter, out, "out", x, x_view[1], dtype)
+        with adapter.device(x):
+            result = generic.backward_formula(generic.namespace(x), grad, x, leak if array_leak is None else array_leak)
+            if out is None:
+                return result
+            out[...] = result
+        return out
+
+
+def _kernel_input(adapter: Any, x: Any) -> tuple[int, "_Layout"]:
+    """``x``'s pointer and layout, once its dtype is checked to be one of the kernels'."""
+    pointer, layout, _ = adapter.view(x)
+    if layout.dtype not in _KERNEL_DTYPES:
+        raise TypeError(f"x has dtype {layout.dtype}, which the CUDA kernels do not support")
+    return pointer, layout
+
+
+def _resolve_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[Any, Any, np.dtype]:
+    """The leak checked for ``x``: an array leak cast to the result dtype (``a`` is
+    None), or a number as ``a`` (``leak`` is None); and ``relu``'s result dtype."""
+    if _validate.is_array_leak(leak):
+        leak, dtype = _device_leak(adapter, leak, x, x_layout)
+        return leak, None, dtype
+    a, dtype = _validate.numpy_result(x_layout.dtype, leak)
+    return None, a, dtype
+
+
+def _launch(op: Operation, adapter: Any, inputs: tuple, views: tuple, leak: Any, a: Any, dtype: np.dtype,
+            outs: tuple) -> list:
+    """``op``'s kernels over ``inputs`` (their pointers and layouts in ``views``; ``x``
+    last) into ``outs`` (each ``None`` or an unchecked array), with an array ``leak``
+    or a number ``a`` (as ``_resolve_leak`` gives them) and result ``dtype``."""
+    x, (x_pointer, x_layout) = inputs[-1], views[-1]
+    given = [None if out is None else _checked_out(adapter, out, name, x, x_layout, dtype)
+             for out, name in zip(outs, op.out_names)]
+    if x_layout.size and any(given):
+        _check_overlaps(tuple(zip(op.inputs, inputs, views)), outs, op.out_names, given)
+    with adapter.device(x):  # outputs are allocated and kernels launched on x's device
+        results = [adapter.allocate(x, dtype, x_layout.order) if out is None else out for out in outs]
+        if x_layout.size == 0:
+            return results
+        kernels = _kernels()
+        device_id = adapter.device_id(x)
+        if device_id is None:
+            device_id = kernels.current_device_id()
+        pointers, layouts = [pointer for pointer, _ in views], [layout for _, layout in views]
+        for view, result in zip(given, results):
+            pointer, layout = view or adapter.view(result)[:2]
+            pointers.append(pointer)
+            layouts.append(layout)
+        stream = kernels.stream_for(device_id, adapter.stream(x))
+        if leak is not None:
+            leak_pointer, leak_layout, _ = adapter.view(leak)
+            layouts.append(_broadcast(leak_layout, x_layout.shape))
+            for kind, arrays in _plan(tuple(layouts), False, array_leak=True):
+                kernels.launch_raw(op.name, kind, (leak_pointer, arrays[-1]), pointers, arrays[:-1], stream, device_id)
         else:
-            a, dtype = _validate.numpy_result(x_layout.dtype, leak)
-        given = [None if out is None else _checked_out(adapter, out, name, x, x_layout, dtype) for out, name in zip(outs, names)]
-        if x_layout.size and any(given):
-            _check_overlaps(x, x_pointer, x_layout, outs, names, given)
-        with adapter.device(x):  # outputs are allocated and kernels launched on x's device
-            results = [adapter.allocate(x, dtype, x_layout.order) if out is None else out for out in outs]
-            if x_layout.size == 0:
-                return results
-            kernels = _kernels()
-            device_id = adapter.device_id(x)
-            if device_id is None:
-                device_id = kernels.current_device_id()
-            pointers, layouts = [x_pointer], [x_layout]
-            for view, result in zip(given, results):
-                pointer, layout = view or adapter.view(result)[:2]
-                pointers.append(pointer)
-                layouts.append(layout)
-            stream = kernels.stream_for(device_id, adapter.stream(x))
-            if _validate.is_array_leak(leak):
-                leak_pointer, leak_layout, _ = adapter.view(leak)
-                layouts.append(_broadcast(leak_layout, x_layout.shape))
-                for kind, arrays in _plan(tuple(layouts), False, array_leak=True):
-                    kernels.launch_raw(op.name, kind, (leak_pointer, arrays[-1]), pointers, arrays[:-1], stream, device_id)
-            else:
-                for kind, arrays in _plan(tuple(layouts), _aligned(pointers, layouts)):
-                    kernels.launch_raw(op.name, kind, dtype.type(a), pointers, arrays, stream, device_id)
-        return results
+            for kind, arrays in _plan(tuple(layouts), _aligned(pointers, layouts)):
+                kernels.launch_raw(op.name, kind, dtype.type(a), pointers, arrays, stream, device_id)
+    return results
 
 
 def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[Any, np.dtype]:
@@ -328,19 +382,22 @@ def _is_dense(dims: Any) -> bool:
     return True
 
 
-def _check_overlaps(x: Any, x_pointer: int, x_layout: _Layout, outs: tuple, names: tuple, given: list) -> None:
-    """Outputs the caller passed may be ``x`` itself, but may not partly overlap it
-    (the kernels read and write in parallel), nor each other."""
-    x_extent = (x_pointer + x_layout.low, x_pointer + x_layout.high)
+def _check_overlaps(inputs: tuple, outs: tuple, names: tuple, given: list) -> None:
+    """Outputs the caller passed may be an input itself (``inputs``: its name, the
+    array, its pointer and layout), but may not partly overlap one (the kernels read
+    and write in parallel), nor each other."""
     extents = []
     for out, name, view in zip(outs, names, given):
         if view is None:
             continue
         pointer, layout = view
         extent = (pointer + layout.low, pointer + layout.high)
-        same = pointer == x_pointer and layout.shape == x_layout.shape and layout.strides == x_layout.strides
-        if out is not x and not same and _intersect(extent, x_extent):
-            raise ValueError(f"{name} overlaps x without being x; pass out=x or a separate array")
+        for input_name, array, (array_pointer, array_layout) in inputs:
+            same = pointer == array_pointer and layout.shape == array_layout.shape and layout.strides == array_layout.strides
+            array_extent = (array_pointer + array_layout.low, array_pointer + array_layout.high)
+            if out is not array and not same and _intersect(extent, array_extent):
+                raise ValueError(f"{name} overlaps {input_name} without being {input_name}; "
+                                 f"pass out={input_name} or a separate array")
         extents.append(extent)
     if len(extents) == 2 and _intersect(*extents):
         raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
@@ -357,9 +414,9 @@ def _aligned(pointers: list[int], layouts: list[_Layout]) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _plan(layouts: tuple[_Layout, ...], aligned: bool, array_leak: bool = False) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    """How to launch over arrays of these layouts (``x`` first, then the outputs, then
-    an array leak broadcast to ``x``'s shape): per launch, the kernel kind and each
-    array as a ``RawArray`` (offset from its pointer).
+    """How to launch over arrays of one shape with these layouts (the inputs first,
+    then the outputs, then an array leak broadcast to their shape): per launch, the
+    kernel kind and each array as a ``RawArray`` (offset from its pointer).
 
     All arrays dense in one order, with a scalar leak: one 1-d launch, of the quads
     kernel where every pointer is aligned to four elements. Otherwise the dimensions
