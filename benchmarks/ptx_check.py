@@ -6,6 +6,8 @@ and check two things without a GPU:
 2. The parameters: every kernel's PTX parameter list has the sizes, in order, of
    what the launcher packs for it (``_numba_cuda.kernel_arguments``), so the
    pointers, extents, strides and leak land where the compiled code reads them.
+3. The link: each of those kernels but the float16 ones links into a cubin as the
+   launcher links it (nvJitLink; float16 kernels need NVRTC, which needs a driver).
 
 Needs numba-cuda with NVVM (``pip install "numba-cuda[cu13]"``), not a GPU. Numba
 asks the current device for its compute capability when it compiles a device
@@ -117,7 +119,7 @@ def main() -> int:
         problem = vector_problem(kind, counts)
         if problem:
             problems.append(f"{op} {kind} {in_dtype} → {out_dtype}: {problem}")
-    checked = 0
+    checked = linked = 0
     for op, kind in _numba_cuda.KERNELS:
         for dtype in PARAMETER_DTYPES:
             code = _numba_cuda.kernel_ptx(op, kind, dtypes(op, dtype, dtype), CC)
@@ -125,7 +127,13 @@ def main() -> int:
             if compiled != packed:
                 problems.append(f"{op} {kind} {dtype}: the PTX takes parameters of {compiled} bytes, the launcher packs {packed}")
             checked += 1
-    print(f"\nparameters: {checked} kernels checked against the launcher's packing")
+            if dtype != "f2":
+                try:
+                    _numba_cuda.link([code], CC)
+                except Exception as error:  # noqa: BLE001 - the linker's errors, reported as a failed check
+                    problems.append(f"{op} {kind} {dtype}: does not link: {error}")
+                linked += 1
+    print(f"\nparameters: {checked} kernels checked against the launcher's packing; {linked} linked to cubins")
     for problem in problems:
         print(f"FAIL {problem}")
     print("all checks pass" if not problems else f"{len(problems)} checks fail")

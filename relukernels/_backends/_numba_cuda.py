@@ -27,9 +27,10 @@ scalar of the output dtype, or a pointer and strides for ``leaks``), two outputs
 An operation with one input gets it twice and reads it once; one with one output
 gets it twice and writes it once.
 
-How a launch runs: ``numba.cuda.compile_ptx`` compiles the kernel's Python function
-for the device's compute capability; ``cuda.core`` links the PTX to a cubin
-(``Program``), loads it and launches it (``launch``) with the packed parameters,
+How a launch runs: ``numba.cuda.compile_all`` compiles the kernel's Python function
+to PTX for the device's compute capability (with Numba's float16 operators where it
+calls them); ``cuda.core`` links the PTX into a cubin (``Linker``), loads it and
+launches it (``launch``) with the packed parameters,
 after checking once per kernel that their sizes are those the driver reports for
 it (``Kernel.arguments_info``). Nothing of Numba but its public compiler is used.
 Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) the same kernels run in Python
@@ -264,10 +265,29 @@ def signature(op: str, kind: str, dtypes: tuple[np.dtype, ...]) -> tuple:
 
 def kernel_ptx(op: str, kind: str, dtypes: tuple[np.dtype, ...], cc: tuple[int, int]) -> str:
     """The PTX of ``op``'s ``kind`` kernel for ``dtypes`` (as ``signature`` takes
-    them), for compute capability ``cc``; ``numba.cuda.compile_ptx``, which needs
-    NVVM but no GPU."""
+    them), for compute capability ``cc``: ``numba.cuda.compile_ptx``, which needs
+    NVVM but no GPU. Float16 kernels call Numba's ``__half`` operators, which this
+    PTX leaves undefined (``kernel_codes`` has them)."""
     code, _ = cuda.compile_ptx(KERNELS[op, kind], signature(op, kind, dtypes), cc=cc)
     return code
+
+
+def kernel_codes(op: str, kind: str, dtypes: tuple[np.dtype, ...], cc: tuple[int, int]) -> list[Any]:
+    """The kernel's PTX, as ``kernel_ptx`` gives it, first, then the code of the
+    functions it calls from outside (``numba.cuda.compile_all``; NVRTC compiles
+    Numba's float16 operators, and checks the driver's version to do so)."""
+    codes, _ = cuda.compile_all(KERNELS[op, kind], signature(op, kind, dtypes), device=False, abi="numba", cc=cc,
+                                output="ptx")
+    return codes
+
+
+def link(codes: list[Any], cc: tuple[int, int]) -> Any:
+    """PTX ``codes`` linked into one ``cuda.core.ObjectCode`` cubin for ``cc``
+    (nvJitLink where installed, else the driver's linker)."""
+    from cuda.core import Linker, LinkerOptions, ObjectCode
+
+    objects = [ObjectCode.from_ptx(code.encode() if isinstance(code, str) else code) for code in codes]
+    return Linker(*objects, options=LinkerOptions(arch=f"sm_{cc[0]}{cc[1]}")).link("cubin")
 
 
 def entry_name(ptx: str) -> str:
@@ -367,12 +387,12 @@ def _compiled_kernel(op: str, kind: str, dtypes: tuple[np.dtype, ...], device_id
     key = (op, kind, dtypes, device_id)
     kernel = _compiled.get(key)
     if kernel is None:
-        from cuda.core import Device, Program, ProgramOptions
+        from cuda.core import Device
 
-        cc = Device(device_id).compute_capability
-        ptx = kernel_ptx(op, kind, dtypes, (cc.major, cc.minor))
-        code = Program(ptx, "ptx", ProgramOptions(arch=f"sm_{cc.major}{cc.minor}")).compile("cubin")
-        kernel = code.get_kernel(entry_name(ptx))
+        capability = Device(device_id).compute_capability
+        cc = (capability.major, capability.minor)
+        codes = kernel_codes(op, kind, dtypes, cc)
+        kernel = link(codes, cc).get_kernel(entry_name(codes[0]))
         expected = [info.size for info in kernel.arguments_info]
         if argument_sizes(arguments) != expected:
             raise RuntimeError(
