@@ -133,8 +133,8 @@ def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
         result = torch.empty_like(grad) if out is None else out
         if leak_is_tensor:
             leak = leak.detach()
-        if x.is_cuda:  # no CUDA kernel for it yet: PyTorch's operations, in place
-            result.copy_(generic.backward_formula(xp, grad.detach(), x.detach(), leak))
+        if x.is_cuda:
+            _CUDA.backward(grad.detach(), x.detach(), leak, result.detach())
         else:
             leak = leak.numpy() if leak_is_tensor else leak
             _NUMPY.backward(grad.detach().numpy(), x.detach().numpy(), leak, result.detach().numpy())
