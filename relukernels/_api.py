@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from . import _validate
-import array_api_compat
 import numpy as np
 
 from ._backends import generic
@@ -126,8 +125,11 @@ def relu_leak_gradient(grad: Any, x: Any, leak: Any) -> Any:
         x, grad = np.asarray(x), np.asarray(grad)
     xp = generic.namespace(x)
     leak = _validate.leak(leak)
-    if isinstance(leak, np.ndarray) and array_api_compat.is_dask_array(x):  # as relu takes it
-        leak = xp.asarray(leak)
+    if isinstance(leak, np.ndarray) and not isinstance(x, np.ndarray):
+        import array_api_compat
+
+        if array_api_compat.is_dask_array(x):  # as relu takes it
+            leak = xp.asarray(leak)
     _, dash_dtype = generic.resolve_leak(xp, x, leak)
     _validate.grad_shape(grad.shape, x.shape)
     dtype = _validate.grad_dtype(xp, grad.dtype, dash_dtype)
