@@ -45,20 +45,29 @@ def _copy_loop(x, y):
 
 
 @functools.cache
-def _compiled_copy_loop() -> Callable[[np.ndarray, np.ndarray], None]:
-    """``_copy_loop`` compiled once per process (Numba then keeps one per dtype)."""
+def _compiled_copy_loops() -> tuple[Callable[[np.ndarray, np.ndarray], None], Callable[[np.ndarray, np.ndarray], None]]:
+    """``_copy_loop`` compiled, and the same loop over ``numba.prange`` on Numba's own
+    thread pool; once per process (Numba then keeps one per dtype)."""
     import numba
 
-    return numba.njit(nogil=True)(_copy_loop)
+    def parallel_copy_loop(x, y):
+        for i in numba.prange(x.shape[0]):
+            y[i] = x[i]
+
+    return numba.njit(nogil=True)(_copy_loop), numba.njit(nogil=True, parallel=True)(parallel_copy_loop)
 
 
 def copy_limit_cases(x: np.ndarray, y: np.ndarray) -> list[Case]:
     """The candidates for the copy limit of 1-d ``x`` into ``y``: ``np.copyto`` and a
-    compiled copy loop, each in one thread and in one thread per core (the backend's
-    pool). The limit is the fastest of them, measured in the same run."""
+    compiled copy loop, each in one thread and in one thread per core on the NumPy
+    backend's pool, and the loop over ``prange`` on Numba's pool, whose lower start-up
+    cost wins on arrays that fit in the caches. The limit is the fastest of them,
+    measured in the same run."""
+    import numba
+
     from ._backends import numpy as numpy_backend
 
-    loop = _compiled_copy_loop()
+    loop, parallel_loop = _compiled_copy_loops()
     threads = numpy_backend.num_threads()
 
     def threaded(copy: Callable[[np.ndarray, np.ndarray], Any]) -> Callable[[], None]:
@@ -69,6 +78,8 @@ def copy_limit_cases(x: np.ndarray, y: np.ndarray) -> list[Case]:
         Case("copy: numba loop, 1 thread", lambda: loop(x, y), 2 * x.nbytes, copy=True),
         Case(f"copy: np.copyto, {threads} threads", threaded(np.copyto), 2 * x.nbytes, copy=True),
         Case(f"copy: numba loop, {threads} threads", threaded(loop), 2 * x.nbytes, copy=True),
+        Case(f"copy: numba prange, {numba.get_num_threads()} threads", lambda: parallel_loop(x, y), 2 * x.nbytes,
+             copy=True),
     ]
 
 
