@@ -4,7 +4,8 @@ Parameterised over backend x operation x size x dtype. Each case is timed alloca
 its result and writing into a preallocated ``out`` (``time_*_out``; in-place calls with
 ``out=x`` run the same kernels over the same bytes, and repeating them would drive a
 leaky ReLU's negative inputs into subnormals). ``track_*`` reports throughput, the copy
-limit and the ratio to it, measured in the same process, so the dashboard shows the
+limit and the ratio to it, measured side by side in the same process (interleaved
+rounds, medians), so the dashboard shows the
 distance to the hardware limit. On the CPU the limit is the fastest of ``np.copyto``
 and a compiled copy loop, in one thread and in one per core
 (``relukernels._bench.copy_limit_cases``); on a GPU it is a device-to-device copy.
@@ -24,7 +25,6 @@ import gc
 import importlib.util
 import itertools
 import os
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -167,11 +167,16 @@ class Throughput:
     timeout = 300
 
     def setup(self, backend: str, op: str, size: int) -> None:
+        from relukernels._bench import Case, measure
+
         self.arrays = _Arrays(backend, size, "float32")
-        self.run = self.arrays.call(op, True)
         sync = self.arrays.sync
-        self.op_time = _median_time(self.run)
-        self.copy_time = min(_median_time(lambda: (copy(), sync())) for copy in self.arrays.copies())
+        operation = Case("operation", self.arrays.call(op, True), self.arrays.bytes_moved(op))
+        copies = [Case(f"copy {number}", lambda copy=copy: (copy(), sync()), 2 * self.arrays.nbytes)
+                  for number, copy in enumerate(self.arrays.copies())]
+        measure([operation, *copies], rounds=15)  # interleaved: a busy moment slows all alike
+        self.op_time = float(np.median(operation.times))
+        self.copy_time = min(float(np.median(copy.times)) for copy in copies)
 
     @skip_for_params(_skipped([10_000_000]))
     def track_gb_per_s(self, backend: str, op: str, size: int) -> float:
@@ -229,13 +234,3 @@ def _status_bytes(field: str) -> int:
     with open("/proc/self/status") as status:
         line = next(line for line in status if line.startswith(field + ":"))
     return int(line.split()[1]) * 1024
-
-
-def _median_time(function: Callable[[], Any], repeats: int = 15) -> float:
-    function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
