@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _validate
 import numpy as np
 
-from ._backends import generic
+from . import _validate
+from ._backends import generic, ufunc_protocol
 from ._dispatch import UFUNC_PROTOCOL, backend_for
 from ._ops import RELU, RELU_AND_DASH, RELU_DASH, leak_gradient_formula
 
@@ -92,10 +92,7 @@ def relu_backward(grad: Any, x: Any, leak: Any = 0.0, *, out: Any = None) -> Any
         ``grad * relu_dash(x, leak)``, bit for bit, in that product's dtype (the
         library's promotion of ``grad``'s dtype and ``relu_dash``'s).
     """
-    backend, x = backend_for(x)
-    grad_backend, grad = backend_for(grad)
-    if grad_backend is not backend:
-        raise TypeError(f"grad must be an array of x's type ({_type_name(x)}), got {_type_name(grad)}")
+    backend, grad, x = _backend_for_pair(grad, x)
     return backend.backward(grad, x, _validate.leak(leak), out)
 
 
@@ -117,24 +114,28 @@ def relu_leak_gradient(grad: Any, x: Any, leak: Any) -> Any:
         the dtype of ``relu_backward(grad, x, leak)``, of ``x``'s library (NumPy for
         containers).
     """
-    backend, x = backend_for(x)
-    grad_backend, grad = backend_for(grad)
-    if grad_backend is not backend:
-        raise TypeError(f"grad must be an array of x's type ({_type_name(x)}), got {_type_name(grad)}")
+    backend, grad, x = _backend_for_pair(grad, x)
     if backend is UFUNC_PROTOCOL:  # containers: the gradient is a plain array
-        x, grad = np.asarray(x), np.asarray(grad)
+        grad, x = ufunc_protocol.plain_arrays(grad, x)
     xp = generic.namespace(x)
     leak = _validate.leak(leak)
-    if isinstance(leak, np.ndarray) and not isinstance(x, np.ndarray):
-        import array_api_compat
-
-        if array_api_compat.is_dask_array(x):  # as relu takes it
-            leak = xp.asarray(leak)
+    if isinstance(leak, np.ndarray) and not isinstance(x, np.ndarray) and backend.name == "dask":
+        leak = xp.asarray(leak)  # as relu takes it
     _, dash_dtype = generic.resolve_leak(xp, x, leak)
     _validate.grad_shape(grad.shape, x.shape)
     dtype = _validate.grad_dtype(xp, grad.dtype, dash_dtype)
     leak_shape = tuple(leak.shape) if _validate.is_array_leak(leak) else ()
     return leak_gradient_formula(xp, xp.astype(grad, dtype) * xp.astype(x, dtype), x, leak_shape)
+
+
+def _backend_for_pair(grad: Any, x: Any) -> tuple[Any, Any, Any]:
+    """The backend for ``x``, and ``grad`` and ``x`` as it takes them; ``grad`` must be
+    an array of the same backend."""
+    backend, x = backend_for(x)
+    grad_backend, grad = backend_for(grad)
+    if grad_backend is not backend:
+        raise TypeError(f"grad must be an array of x's type ({_type_name(x)}), got {_type_name(grad)}")
+    return backend, grad, x
 
 
 def _type_name(value: Any) -> str:

@@ -38,8 +38,8 @@ def relu_dash_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:
 
 def relu_backward_formula(xp: Any, grad: Any, x: Any, a: Any, dtype: Any) -> Any:
     """``grad * relu_dash(x, a)`` in ``xp``'s promotion of ``grad`` and ``dtype``,
-    ``relu_dash``'s result dtype. Under ``jax.jit`` and ``torch.compile`` the two
-    operations fuse into one pass."""
+    ``relu_dash``'s result dtype. Under ``jax.jit`` the two operations fuse into one
+    pass."""
     return grad * relu_dash_formula(xp, x, a, dtype)
 
 

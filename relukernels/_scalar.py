@@ -25,7 +25,8 @@ def relu(x, a):
 
 def relu_backward(g, x, a):
     """``g * relu_dash(x, a)`` in one step: ``g * a`` where ``x <= 0``, else ``g``
-    (``g * 1`` is ``g``, bit for bit)."""
+    (``g * 1`` is ``g``, bit for bit, but for a signalling NaN, which stays signalling:
+    the contract asks only that NaN propagates)."""
     return g * a if x == 0 or (math.copysign(1.0, x) < 0 and x == x) else g
 
 

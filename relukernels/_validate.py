@@ -170,6 +170,8 @@ class FloatRule:
             as_float = float(value)
         except OverflowError:
             as_float = math.inf
+        if as_float != as_float:  # NaN: a symbolic leak under torch.compile comes this way
+            raise ValueError(f"leak must be finite, got {value!r}")
         if abs(as_float) >= self.overflow:
             raise ValueError(f"leak={value!r} overflows {self.name}: it would become infinite")
         return 0.0 if abs(as_float) <= self.underflow else as_float

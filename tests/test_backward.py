@@ -25,6 +25,17 @@ def expected(grad, x, leak):
         return np.asarray(grad) * oracle.relu_dash(x, leak)
 
 
+def assert_same_bits(got, want):
+    """Equal values, dtypes and shapes, and for floats equal bits (zero signs included)
+    wherever the expected value is not NaN (the contract asks only that NaN propagates)."""
+    got, want = np.asarray(got), np.asarray(want)
+    np.testing.assert_array_equal(got, want, strict=True)
+    if want.dtype.kind == "f" and want.dtype != np.longdouble:
+        bits = np.dtype(f"u{want.dtype.itemsize}")
+        numbers = ~np.isnan(want)
+        np.testing.assert_array_equal(got.view(bits)[numbers], want.view(bits)[numbers])
+
+
 def expected_leak_gradient(grad, x, leak_shape):
     """``grad * x`` where ``x <= 0``, summed to ``leak_shape``, in float64."""
     with np.errstate(all="ignore"):
@@ -60,7 +71,7 @@ def test_numpy(threading, case):
     grad, x, leak = case
     grad_before, x_before = grad.copy(), x.copy()
     want = expected(grad, x, leak)
-    np.testing.assert_array_equal(rk.relu_backward(grad, x, leak), want, strict=True)
+    assert_same_bits(rk.relu_backward(grad, x, leak), want)
     np.testing.assert_array_equal(grad, grad_before, strict=True)
     np.testing.assert_array_equal(x, x_before, strict=True)
     out = np.full(x.shape, 7, want.dtype)
@@ -126,6 +137,24 @@ def test_errors_name_the_argument_and_write_nothing():
     np.testing.assert_array_equal(out, 0.0)
     with pytest.raises(ValueError, match="grad has shape"):
         rk.relu_leak_gradient(np.ones(3), x, 0.1)
+    for bad_out in ([0.0, 0.0], np.zeros(2).tolist()):
+        with pytest.raises(TypeError, match="out must be an array of x's type"):
+            rk.relu_backward(grad, x, out=bad_out)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "array leak", "float16"])
+def test_no_warning_for_infinite_or_nan_grads(layout):
+    x = np.array([-1.0, -2.0, 3.0, np.nan, -0.0, 0.0])
+    grad = np.array([np.inf, -np.inf, np.inf, np.nan, np.inf, 1.0])
+    leak = 0.0
+    if layout == "strided":
+        x, grad = np.repeat(x, 2)[::2], np.repeat(grad, 2)[::2]
+    elif layout == "array leak":
+        leak = np.zeros(6)
+    elif layout == "float16":
+        x, grad = x.astype(np.float16), grad.astype(np.float16)
+    assert_same_bits(rk.relu_backward(grad, x, leak), expected(grad, x, leak))
 
 
 @given(st.data())
@@ -143,23 +172,45 @@ def test_leak_gradient_numpy(data):
 
 def test_containers():
     pd = pytest.importorskip("pandas")
-    x = pd.Series([-2.0, 0.0, 3.0, np.nan], index=list("abcd"), name="x")
-    grad = pd.Series([1.0, 2.0, 3.0, 4.0], index=list("abcd"), name="x")
-    result = rk.relu_backward(grad, x, 0.25)
-    assert isinstance(result, pd.Series) and list(result.index) == list("abcd")
-    np.testing.assert_array_equal(result.to_numpy(), expected(grad.to_numpy(), x.to_numpy(), 0.25))
+    x = pd.Series([-2.0, 0.0, 3.0, np.nan], index=list("dcba"), name="x")
+    grad = pd.Series([1.0, 2.0, 3.0, 4.0], index=list("dcba"), name="x")
+    result = rk.relu_backward(grad, x, np.array([0.1, 0.2, 0.3, 0.4]))
+    assert isinstance(result, pd.Series) and list(result.index) == list("dcba")
+    want = expected(grad.to_numpy(), x.to_numpy(), np.array([0.1, 0.2, 0.3, 0.4]))
+    np.testing.assert_array_equal(result.to_numpy(), want)  # the leak by x's positions
     assert rk.relu_leak_gradient(grad, x, 0.25) == -2.0
     with pytest.raises(TypeError, match="grad must be an array of x's type"):
         rk.relu_backward(grad.to_numpy(), x, 0.25)
+    for function in (rk.relu_backward, rk.relu_leak_gradient):  # pandas would realign, or extend
+        with pytest.raises(ValueError, match="grad's index differ"):
+            function(grad.sort_index(), x, 0.25)
+
+
+def test_xarray_and_masked_arrays():
+    xr = pytest.importorskip("xarray")
+    x = xr.DataArray([-2.0, 3.0], dims="t", coords={"t": [0, 1]})
+    result = rk.relu_backward(xr.ones_like(x), x, 0.5)
+    assert isinstance(result, xr.DataArray) and result.dims == ("t",)
+    np.testing.assert_array_equal(result.values, [0.5, 1.0])
+    for grad in (xr.DataArray([1.0, 1.0], dims="u"), xr.DataArray([1.0, 1.0], dims="t", coords={"t": [1, 2]})):
+        with pytest.raises(ValueError, match="grad's (dims|coordinates) differ"):
+            rk.relu_backward(grad, x, 0.5)
+    masked = np.ma.masked_array([-2.0, -5.0], mask=[False, True])
+    assert rk.relu_leak_gradient(np.ma.masked_array([1.0, 1.0]), masked, 0.1) == -2.0  # masked elements add nothing
 
 
 def test_dask_chunks_line_up_and_the_graph_is_blockwise():
+    from dask.blockwise import Blockwise
+
     da = pytest.importorskip("dask.array")
     rng = np.random.default_rng(1)
     x, grad = rng.standard_normal((6, 8)), rng.standard_normal((6, 8))
     leak = np.linspace(0, 0.5, 8)
     lazy = rk.relu_backward(da.from_array(grad, chunks=(4, 3)), da.from_array(x, chunks=(3, 4)), leak)
     np.testing.assert_array_equal(lazy.compute(scheduler="threads"), expected(grad, x, leak), strict=True)
+    assert isinstance(lazy.__dask_graph__().layers[lazy.name], Blockwise)
+    unknown = da.from_array(x, chunks=3)[da.from_array(np.arange(6) > 1, chunks=3)]  # chunk sizes unknown
+    np.testing.assert_array_equal(rk.relu_backward(unknown, unknown, 0.5).compute(), expected(x[2:], x[2:], 0.5))
     total = rk.relu_leak_gradient(da.from_array(grad, chunks=3), da.from_array(x, chunks=4), leak[None, :])
     np.testing.assert_allclose(total.compute(), expected_leak_gradient(grad, x, (1, 8)))
 
@@ -191,7 +242,7 @@ def test_torch_matches_the_oracle(data):
     leak = data.draw(leaks_for(x.dtype).filter(lambda v: x.dtype.kind == "f" or float(v).is_integer()))
     grad = data.draw(hnp.arrays(x.dtype, x.shape, elements=hnp.from_dtype(x.dtype)))
     got = rk.relu_backward(torch.from_numpy(grad), torch.from_numpy(x), leak)
-    np.testing.assert_array_equal(got.numpy(), expected(grad, x, leak), strict=True)
+    assert_same_bits(got.numpy(), expected(grad, x, leak))
 
 
 def test_torch_values_in_place_and_version_counter():
@@ -212,6 +263,18 @@ def test_torch_values_in_place_and_version_counter():
     np.testing.assert_array_equal(got.numpy(), expected(grad, x, leak.numpy()), strict=True)
     half = rk.relu_backward(torch.from_numpy(grad).half(), torch.from_numpy(x).half(), 0.1)  # no kernel: torch's operations
     np.testing.assert_array_equal(half.numpy(), expected(grad.astype(np.float16), x.astype(np.float16), 0.1), strict=True)
+
+
+def test_torch_leaky_relu_shortcut_keeps_the_contract():
+    """Small calls go to PyTorch's leaky_relu; slopes it refuses or gets wrong do not."""
+    torch = pytest.importorskip("torch")
+    x = np.array([-1.0, 2.0, -np.inf, -0.0, np.nan], np.float32)
+    t = torch.from_numpy(x)
+    for leak in (0.1, 3.4028235e38, -3.4028235e38, 3.402823567e38, 1e-46, 0.0):
+        with np.errstate(all="ignore"):
+            assert_same_bits(rk.relu(t, leak).numpy(), oracle.relu(x, leak))
+    with pytest.raises(ValueError, match="overflows float32"):
+        rk.relu(t, 3.41e38)
 
 
 def test_torch_gradients_match_leaky_relu_and_prelu():
@@ -240,6 +303,16 @@ def test_torch_compile_traces_relu_backward():
         for a in (0.1, leak):
             want = expected(grad.numpy(), x.numpy(), a if isinstance(a, float) else a.numpy())
             np.testing.assert_array_equal(compiled(grad, x, a).numpy(), want, strict=True)
+    row = torch.randn(4)  # a grad that broadcasts to x's shape, and a 0-d one
+    x2 = torch.randn(3, 4)
+    compiled = torch.compile(lambda g, v: rk.relu_backward(g, v, 0.1), backend="inductor", fullgraph=True)
+    for small in (row, torch.tensor(2.0)):
+        want = expected(np.broadcast_to(small.numpy(), x2.shape), x2.numpy(), 0.1)
+        np.testing.assert_array_equal(compiled(small, x2).numpy(), want, strict=True)
+    dynamic = torch.compile(lambda g, v, a: rk.relu_backward(g, v, a), backend="aot_eager", fullgraph=True, dynamic=True)
+    dynamic(grad, x, 0.1)
+    with pytest.raises(Exception, match="leak must be finite"):  # a symbolic leak, checked when the op runs
+        dynamic(grad, x, float("nan"))
     # and its gradient with respect to grad and a leak tensor, compiled
     g, w = grad.clone().requires_grad_(), leak.clone().requires_grad_()
     compiled = torch.compile(lambda g, v, a: rk.relu_backward(g, v, a).sum(), backend="aot_eager", fullgraph=True)

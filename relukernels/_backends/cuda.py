@@ -233,7 +233,7 @@ def _launch(op: Operation, adapter: Any, inputs: tuple, views: tuple, leak: Any,
     """``op``'s kernels over ``inputs`` (their pointers and layouts in ``views``; ``x``
     last) into ``outs`` (each ``None`` or an unchecked array), with an array ``leak``
     or a number ``a`` (as ``_resolve_leak`` gives them) and result ``dtype``."""
-    x, (x_pointer, x_layout) = inputs[-1], views[-1]
+    x, x_layout = inputs[-1], views[-1][1]
     given = [None if out is None else _checked_out(adapter, out, name, x, x_layout, dtype)
              for out, name in zip(outs, op.out_names)]
     if x_layout.size and any(given):

@@ -11,6 +11,7 @@ together, they read each chunk once. An array leak is rechunked to line up with
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
@@ -45,19 +46,26 @@ class DaskBackend:
             for i, meta in enumerate(metas)
         ]
 
-
     def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
         """``relu_backward`` chunk by chunk, ``grad`` rechunked to ``x``'s chunks."""
         if out is not None:
             raise TypeError("out= is not supported for Dask arrays, which are immutable; use the result")
         import dask.array as da
 
-        _validate.grad_shape(grad.shape, x.shape)
-        grad = da.broadcast_to(grad, x.shape).rechunk(x.chunks)
+        if _known(grad.shape) and _known(x.shape):
+            _validate.grad_shape(grad.shape, x.shape)
+            grad = da.broadcast_to(grad, x.shape).rechunk(x.chunks)
+        elif grad.numblocks != x.numblocks:  # the kernels check each pair of chunks
+            raise ValueError("grad and x have chunks of unknown sizes in different numbers; compute their chunk sizes")
         if _validate.is_array_leak(leak):
             leak = _aligned_leak(da, x, leak)
         meta = relukernels.relu_backward(grad._meta, x._meta, leak._meta if _validate.is_array_leak(leak) else leak)
         return da.map_blocks(relukernels.relu_backward, grad, x, leak, dtype=meta.dtype, meta=meta)
+
+
+def _known(shape: tuple) -> bool:
+    """Whether every size in ``shape`` is known (Dask uses NaN for sizes it does not know)."""
+    return not any(math.isnan(n) for n in shape)
 
 
 def _as_list(results: Any) -> list:

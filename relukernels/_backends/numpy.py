@@ -13,6 +13,9 @@ How a call runs (benchmarks/RESULTS.md has the measurements behind each choice):
   against ``(N, C, H, W)``) runs the rows loops, each row of those axes with its own
   leak, in threads when large; any other array leak calls the ufunc, whose
   machinery broadcasts it;
+- ``relu_backward`` (``backward``) runs a threaded ``njit`` loop over ``grad`` and
+  ``x`` when both and the output share a dtype and a contiguous layout and the leak
+  is a number, and its ufunc otherwise;
 - float16, which Numba lacks, maps its bit patterns through tables of all 65,536
   results that NumPy itself computed (the ufunc for array leaks); real dtypes
   without a loop (longdouble) take the formula in NumPy's operations.
@@ -114,8 +117,9 @@ class NumpyBackend:
             _validate.grad_shape(grad.shape, x.shape)
             grad = np.broadcast_to(grad, x.shape)
         dtype = _validate.grad_dtype(np, grad.dtype, dash_dtype)
-        overlaps = out is not None and (_overlap(out, grad) or _overlap(out, x))
+        given = out
         out = _output(out, x, dtype, "out")
+        overlaps = given is not None and (_overlap(out, grad) or _overlap(out, x))
         if x.size == 0:
             return out
         if dtype not in _LOOP_DTYPES and dtype != _FLOAT16:
@@ -126,7 +130,8 @@ class NumpyBackend:
         if not overlaps and not isinstance(a, np.ndarray) and grad.dtype == x.dtype == dtype != _FLOAT16:
             views = _flat_views([grad, x, out])
         if views is None:  # the leak rounded to relu_dash's dtype first, as the product does
-            call_ufunc(RELU_BACKWARD, (grad, x), a if isinstance(a, np.ndarray) else dash_dtype.type(a), dtype, (out,))
+            with np.errstate(all="ignore"):  # inf * 0 is the product's NaN, as in the loop
+                call_ufunc(RELU_BACKWARD, (grad, x), a if isinstance(a, np.ndarray) else dash_dtype.type(a), dtype, (out,))
             return out
         kernel = _loops["backward", dtype]
         g, v, y = views

@@ -11,7 +11,7 @@ tensors on devices without kernels take the formulas in PyTorch's own operations
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 from .. import _validate
 from .._ops import RELU, RELU_BACKWARD, RELU_DASH, Operation, leak_gradient_formula
@@ -63,42 +63,53 @@ class TorchBackend:
         import torch
 
         _check_leak_type(leak)
+        if grad.device != x.device:
+            raise ValueError(f"grad is on device {grad.device}; x is on device {x.device}")
         if torch.compiler.is_compiling():
             return _compiled(RELU_BACKWARD, x, leak, (out,), grad)[0]
         _custom_ops()
         return _relu_backward(grad, x, leak, out)
 
 
-_LEAKY_RELU: dict[Any, Any] = {}
-"""``leaky_relu``, ``unpack_dual``, and the contract's rule for each PyTorch dtype
-whose ``leaky_relu`` gives the contract's bits, looked up once."""
+class _LeakyRelu(NamedTuple):
+    """What the ``leaky_relu`` shortcut needs, looked up once."""
+
+    leaky_relu: Callable[..., Any]
+    unpack_dual: Callable[[Any], Any]
+    rules: dict[Any, tuple[_validate.FloatRule, float]]
+    """The contract's rule and the largest finite value of each PyTorch dtype whose
+    ``leaky_relu`` gives the contract's bits."""
+
+
+_LEAKY_RELU: list[_LeakyRelu] = []
 
 
 def _leaky_relu(x: Any, leak: float) -> Any:
     """PyTorch's own ``leaky_relu(x, leak)`` where it gives the contract's result, else
     ``None``: float32 and float64 (the slope rounded to the dtype, one product), a
-    leak that is nonzero in that dtype (``0 * -inf`` would be NaN), on the CPU or CUDA,
-    and no autograd (its derivative at NaN is the leak; the contract's ``relu_dash``
-    is 1). It skips the checks and views around a kernel call: a small call costs
-    about what PyTorch's does."""
+    leak that is nonzero and finite in that dtype (``0 * -inf`` would be NaN; PyTorch
+    refuses a slope beyond the largest finite value, which the contract rounds to
+    it), on the CPU or CUDA, and no autograd (its derivative at NaN is the leak; the
+    contract's ``relu_dash`` is 1). It skips the checks and views around a kernel
+    call: a small call costs about what PyTorch's does."""
     if not _LEAKY_RELU:
         import numpy as np
         import torch
         from torch.autograd.forward_ad import unpack_dual
 
-        _LEAKY_RELU.update({
-            "leaky_relu": torch.nn.functional.leaky_relu,
-            "unpack_dual": unpack_dual,
-            torch.float32: _validate.dtype_rule(np, np.dtype(np.float32)),
-            torch.float64: _validate.dtype_rule(np, np.dtype(np.float64)),
-        })
-    rule = _LEAKY_RELU.get(x.dtype)
+        rules = {
+            dtype: (_validate.dtype_rule(np, np.dtype(name)), float(np.finfo(name).max))
+            for dtype, name in ((torch.float32, "float32"), (torch.float64, "float64"))
+        }
+        _LEAKY_RELU.append(_LeakyRelu(torch.nn.functional.leaky_relu, unpack_dual, rules))
+    fast = _LEAKY_RELU[0]
+    rule = fast.rules.get(x.dtype)
     if rule is None or x.requires_grad or not (x.is_cpu or x.is_cuda):
         return None
-    if _LEAKY_RELU["unpack_dual"](x).tangent is not None or not _has_storage(x):
+    if fast.unpack_dual(x).tangent is not None or not _has_storage(x):
         return None
-    a, _ = rule.resolve(leak)
-    return _LEAKY_RELU["leaky_relu"](x, a) if a != 0 else None
+    a, _ = rule[0].resolve(leak)
+    return fast.leaky_relu(x, a) if a != 0 and abs(a) <= rule[1] else None
 
 
 def _check_leak_type(leak: Any) -> None:
@@ -373,7 +384,8 @@ def _register_custom_ops() -> dict[str, Any]:
         return _relu_backward(grad, x, leak if leak_tensor is None else leak_tensor, None)
 
     def fake_backward(grad: Any, x: Any, leak_tensor: Any, leak: float) -> Any:
-        return torch.empty_like(grad, dtype=torch.result_type(grad, fake(x, leak_tensor, leak)))
+        _validate.grad_shape(tuple(grad.shape), tuple(x.shape))
+        return torch.empty_like(x, dtype=torch.result_type(grad, fake(x, leak_tensor, leak)))
 
     schema = "(Tensor grad, Tensor x, Tensor? leak_tensor, Scalar leak) -> Tensor"
     name = RELU_BACKWARD.name

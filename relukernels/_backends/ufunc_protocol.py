@@ -40,17 +40,51 @@ class UfuncProtocolBackend:
             results[i] = call_ufunc(part, (x,), a, dtype, (out,))[0]
         return results
 
-
     def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
         """``relu_backward``'s ufunc over the two containers (pandas aligns them)."""
         if not hasattr(x, "dtype"):
             raise TypeError(f"relu_backward takes no {type(x).__name__} (one dtype per column): call it per column")
         a, dash_dtype = _resolve_leak(x, leak)
-        _validate.grad_shape(np.shape(grad), np.shape(x))
+        _check_labels(grad, x)
         dtype = _validate.grad_dtype(np, _numpy_dtype(grad.dtype), dash_dtype)
         _check_out(out, x, dtype, "out")
         a = a if isinstance(a, np.ndarray) else dash_dtype.type(a)  # rounded as relu_dash rounds it
-        return call_ufunc(RELU_BACKWARD, (grad, x), a, dtype, (out,))[0]
+        with np.errstate(all="ignore"):  # inf * 0 is the product's NaN, as on the other paths
+            return call_ufunc(RELU_BACKWARD, (grad, x), a, dtype, (out,))[0]
+
+
+def plain_arrays(grad: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``grad`` and ``x`` as NumPy arrays, element for element (their labels checked
+    to agree); masked elements of either become zeros of both, so that they add
+    nothing to a sum."""
+    if not hasattr(x, "dtype"):
+        raise TypeError(f"x of type {type(x).__name__} has one dtype per column: call it per column")
+    _check_labels(grad, x)
+    mask = np.ma.getmaskarray(x) | np.ma.getmaskarray(grad) if np.ma.isMaskedArray(x) or np.ma.isMaskedArray(grad) else None
+    grad, x = np.asarray(np.ma.getdata(grad)), np.asarray(np.ma.getdata(x))
+    if mask is not None:
+        grad, x = np.where(mask, 0, grad), np.where(mask, 0, x)
+    return grad, x
+
+
+def _check_labels(grad: Any, x: Any) -> None:
+    """``grad`` must have ``x``'s shape (or broadcast to it), and where both carry labels,
+    the same ones: pandas would otherwise align (reorder or extend) the result, and
+    xarray broadcast it over new dimensions."""
+    _validate.grad_shape(np.shape(grad), np.shape(x))
+    for labels in ("index", "columns", "dims"):
+        if hasattr(grad, labels) and hasattr(x, labels):
+            ours, theirs = getattr(grad, labels), getattr(x, labels)
+            same = ours.equals(theirs) if hasattr(ours, "equals") else tuple(ours) == tuple(theirs)
+            if not same:
+                raise ValueError(f"grad's {labels} differ from x's; align them first (e.g. grad.reindex_like(x))")
+    if hasattr(grad, "coords") and hasattr(x, "coords"):
+        import xarray
+
+        try:
+            xarray.align(grad, x, join="exact")
+        except ValueError:
+            raise ValueError("grad's coordinates differ from x's; align them first (xarray.align)") from None
 
 
 def _resolve_leak(x: Any, leak: Any) -> tuple[Any, np.dtype]:
