@@ -1,11 +1,17 @@
 """The GPU check, in one call on a lent machine (see README, "On a GPU").
 
-1. The `cuda` and `gpu` tests with real CuPy.
-2. The bandwidth table: relukernels on CuPy against a device-to-device copy, CuPy's
+1. The `cuda` and `gpu` tests with real CuPy and PyTorch CUDA (autograd, torch.compile,
+   array leaks, relu_backward).
+2. Where the time of a small call goes (host wall-clock per call), and the kernel
+   kinds (quads, flat, strided) on the same 2**28 elements.
+3. The bandwidth table: relukernels on CuPy against a device-to-device copy, CuPy's
    own `where` formula, a CuPy ElementwiseKernel and PyTorch, float32 at 2**10,
    2**20, 2**26 and 2**28 elements; CUDA events, warm-up, medians.
-3. Where the time of a small call goes (host wall-clock per call), and the three
-   kernels (quads, flat, strided) on the same 2**28 elements.
+4. Fused calls: relu_and_dash against two calls, relu_backward against
+   `grad * relu_dash`, 2**28 float32.
+5. Training against PyTorch CUDA's leaky_relu (benchmarks/training.py's tables).
+6. `apply` on a 4 GiB file, GPU and CPU, beside `dd` of the same file.
+7. The asv suite's GPU series, into $OUT/asv-results (when asv is importable).
 
 Writes gpu_check.json (and the pytest log) to $OUT when set. Installs nothing.
 """
@@ -100,7 +106,6 @@ def launch_breakdown() -> dict:
     x = cupy.random.default_rng(1).standard_normal(1024, dtype=cupy.float32)
     y = cupy.empty_like(x)
     dx, dy = cuda.as_cuda_array(x), cuda.as_cuda_array(y)
-    kernel = _numba_cuda.KERNELS["relu", "quads"]
     pointers = [x.data.ptr, y.data.ptr]
     layouts = (cuda_backend._CupyArrays.view(x)[1], cuda_backend._CupyArrays.view(y)[1])
     [(kind, raw)] = cuda_backend._plan(layouts, cuda_backend._aligned(pointers, layouts))
@@ -118,7 +123,7 @@ def launch_breakdown() -> dict:
         "rk.relu(x, 0.1)": lambda: rk.relu(x, 0.1),
         "cupy ElementwiseKernel(out=y)": lambda: elementwise(x, a, y),
         "cupy.where formula": lambda: cupy.where(x <= 0, a * x, x),
-        "numba launcher, device arrays ready": lambda: kernel[4, 256, numba_stream](dx, a, dy, dy),
+        "_numba_cuda.launch, device arrays ready": lambda: _numba_cuda.launch("relu", "quads", dx, a, (dy,), numba_stream),
         f"launch_raw ({kind}), arguments ready": lambda: _numba_cuda.launch_raw("relu", kind, a, pointers, raw, stream, 0),
         "_plan (cached) and _aligned": lambda: cuda_backend._plan(layouts, cuda_backend._aligned(pointers, layouts)),
         "_CupyArrays.view(x)": lambda: cuda_backend._CupyArrays.view(x),
@@ -178,7 +183,10 @@ def main() -> int:
         ("launch cost breakdown, 1,024 float32", launch_breakdown),
         ("kernel kinds, 2**28 float32", kernel_kinds),
         ("bandwidth, float32", bandwidth),
+        ("fused calls, 2**28 float32", fused_calls),
+        ("training against PyTorch CUDA", training),
         ("apply: a 4 GiB float32 file, GPU and CPU", apply_check),
+        ("asv GPU series", asv_gpu_series),
     )
     for title, step in steps:
         section(title)
@@ -188,6 +196,69 @@ def main() -> int:
             print(f"{title} failed: {type(error).__name__}: {error}", flush=True)
         (OUT / "gpu_check.json").write_text(json.dumps(report, indent=2))
     return report["pytest_returncode"]
+
+
+def fused_calls() -> dict:
+    """``relu_and_dash`` against two calls, ``relu_backward`` against the two passes it
+    fuses, into preallocated outputs (the bench harness: CUDA events, medians)."""
+    import cupy
+
+    import relukernels as rk
+    from relukernels import _bench
+
+    n = 1 << 28
+    rng = cupy.random.default_rng(3)
+    x, grad = rng.standard_normal(n, dtype=cupy.float32), rng.standard_normal(n, dtype=cupy.float32)
+    y, dy = cupy.empty_like(x), cupy.empty_like(x)
+    cases = [
+        _bench.Case("copy: cupy device to device", lambda: y.data.copy_from_device_async(x.data, x.nbytes),
+                    2 * x.nbytes, "cuda", copy=True),
+        _bench.Case("relu then relu_dash", lambda: (rk.relu(x, 0.1, out=y), rk.relu_dash(x, 0.1, out=dy)),
+                    4 * x.nbytes, "cuda"),
+        _bench.Case("relu_and_dash", lambda: rk.relu_and_dash(x, 0.1, out=(y, dy)), 3 * x.nbytes, "cuda"),
+        _bench.Case("grad * relu_dash", lambda: cupy.multiply(grad, rk.relu_dash(x, 0.1), out=y),
+                    5 * x.nbytes, "cuda"),
+        _bench.Case("relu_backward(out=)", lambda: rk.relu_backward(grad, x, 0.1, out=y), 3 * x.nbytes, "cuda"),
+    ]
+    _bench.measure(cases, rounds=7)
+    result = {"dtype": "float32", "rows": _bench._rows(cases, n)}
+    print(_bench.format_table(result), flush=True)
+    return result
+
+
+def training() -> dict:
+    """benchmarks/training.py's PyTorch tables on CUDA tensors."""
+    if importlib.util.find_spec("torch") is None:
+        return {"skipped": "PyTorch is not installed"}
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import training as tables
+
+    result = tables.torch_tables(rounds=7, device="cuda")
+    print("\n\n".join(result), flush=True)
+    return {"tables": result}
+
+
+def asv_gpu_series() -> dict:
+    """The asv suite's CUDA series on this machine and commit, written under
+    $OUT/asv-results to be committed into benchmarks/results/."""
+    if importlib.util.find_spec("asv") is None:
+        return {"skipped": "asv is not importable: carry its wheels (README, On a GPU)"}
+    import shutil
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    machine = os.environ.get("ASV_MACHINE", "nvidia-h200")
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--machine", machine, "--yes"], cwd=ROOT, check=True)
+    done = subprocess.run(
+        [*asv, "run", "--python=same", "--machine", machine, "--set-commit-hash", commit,
+         "--bench", "cupy|cuda", "--show-stderr"],
+        cwd=ROOT, capture_output=True, text=True, timeout=int(os.environ.get("ASV_TIMEOUT", "240")),
+    )
+    print(done.stdout[-4000:], done.stderr[-2000:], flush=True)
+    source = ROOT / "benchmarks" / "results" / machine
+    if source.exists():
+        shutil.copytree(source, OUT / "asv-results" / machine, dirs_exist_ok=True)
+    return {"returncode": done.returncode, "machine": machine, "commit": commit}
 
 
 def apply_check() -> dict:
@@ -218,6 +289,11 @@ def apply_check() -> dict:
             copy()
         cupy.cuda.Device().synchronize()
         result[f"{name}_gb_per_s"] = 5 * (1 << 30) / (time.perf_counter() - start) / 1e9
+    subprocess.run(["sync"], check=False)
+    start = time.perf_counter()  # the file's read and write through the page cache, as apply's are
+    subprocess.run(["dd", f"if={source}", f"of={folder / 'dd.npy'}", "bs=64M", "status=none"], check=True)
+    result["dd_gb_per_s"] = n * 4 / (time.perf_counter() - start) / 1e9
+    (folder / "dd.npy").unlink()
     for device_name in ("cuda", "cpu"):
         target = folder / f"y-{device_name}.npy"
         report = apply_file(source, target, leak=0.1, device=device_name, batch_bytes=256 << 20, overwrite=True)

@@ -31,43 +31,49 @@ def _table(title: str, cases: list[_bench.Case], rounds: int) -> str:
     return "\n".join(lines)
 
 
-def torch_tables(rounds: int) -> list[str]:
+def torch_tables(rounds: int, device: str = "cpu") -> list[str]:
+    """The PyTorch tables, on CPU or CUDA tensors."""
     import torch
     import torch.nn.functional as F
 
+    where = "CPU" if device == "cpu" else "CUDA"
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     tables = []
     for shape in ((4 * 1024 * 1024,), (256, 512)):
-        x = torch.randn(*shape, requires_grad=True)
-        grad = torch.randn(*shape)
+        x = torch.randn(*shape, device=device, requires_grad=True)
+        grad = torch.randn(*shape, device=device)
 
         def step(activation, x=x, grad=grad):
             x.grad = None
             activation(x).backward(grad)
+            synchronize()
 
         cases = [
             _bench.Case("F.leaky_relu forward+backward", lambda: step(lambda v: F.leaky_relu(v, SLOPE)), 0),
             _bench.Case("rk.relu forward+backward", lambda: step(lambda v: rk.relu(v, SLOPE)), 0),
         ]
-        tables.append(_table(f"PyTorch CPU, {shape}", cases, rounds))
-    small = torch.randn(1000)
+        tables.append(_table(f"PyTorch {where}, {shape}", cases, rounds))
+    small = torch.randn(1000, device=device)
     cases = [
-        _bench.Case("F.leaky_relu(x, 0.01)", lambda: F.leaky_relu(small, SLOPE), 0),
-        _bench.Case("rk.relu(x, 0.01)", lambda: rk.relu(small, SLOPE), 0),
+        _bench.Case("F.leaky_relu(x, 0.01)", lambda: (F.leaky_relu(small, SLOPE), synchronize()), 0),
+        _bench.Case("rk.relu(x, 0.01)", lambda: (rk.relu(small, SLOPE), synchronize()), 0),
     ]
-    tables.append(_table("PyTorch CPU, 1,000-element forward", cases, rounds))
+    tables.append(_table(f"PyTorch {where}, 1,000-element forward", cases, rounds))
 
     def mlp(activation):
         torch.manual_seed(0)
-        layers = [torch.nn.Linear(784, 512), torch.nn.Linear(512, 512), torch.nn.Linear(512, 10)]
+        layers = [torch.nn.Linear(784, 512, device=device), torch.nn.Linear(512, 512, device=device),
+                  torch.nn.Linear(512, 10, device=device)]
         parameters = [p for layer in layers for p in layer.parameters()]
         optimizer = torch.optim.SGD(parameters, lr=0.01)
-        data, target = torch.randn(256, 784), torch.randint(0, 10, (256,))
+        data, target = torch.randn(256, 784, device=device), torch.randint(0, 10, (256,), device=device)
 
         def one_step():
             optimizer.zero_grad()
             hidden = activation(layers[1](activation(layers[0](data))))
             F.cross_entropy(layers[2](hidden), target).backward()
             optimizer.step()
+            synchronize()
 
         return one_step
 
@@ -75,7 +81,7 @@ def torch_tables(rounds: int) -> list[str]:
         _bench.Case("SGD step with F.leaky_relu", mlp(lambda v: F.leaky_relu(v, SLOPE)), 0),
         _bench.Case("SGD step with rk.relu", mlp(lambda v: rk.relu(v, SLOPE)), 0),
     ]
-    tables.append(_table("PyTorch CPU, 784-512-512-10 MLP, batch 256", cases, rounds))
+    tables.append(_table(f"PyTorch {where}, 784-512-512-10 MLP, batch 256", cases, rounds))
     return tables
 
 

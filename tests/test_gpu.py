@@ -284,3 +284,22 @@ def test_torch_cuda_autograd_backward_through_the_kernels():
     x = torch.tensor([-1.5, 0.0, 2.0, -0.0], device="cuda", requires_grad=True)
     (rk.relu(x, 0.1) * torch.tensor([1.0, 2.0, 3.0, 4.0], device="cuda")).sum().backward()
     assert torch.equal(x.grad.cpu(), torch.tensor([0.1, 0.2, 3.0, 0.4]))
+
+
+def test_torch_cuda_compile_fullgraph_with_backward_and_prelu_leak():
+    """torch.compile on CUDA tensors: relu with a learnable per-channel leak, its
+    backward through the custom ops, against eager PyTorch on the same GPU."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 5, 5, device="cuda")
+    rk.relu(x, 0.1)  # registers the custom ops eagerly
+    for backend in ("aot_eager", "inductor"):
+        w = torch.tensor([0.0, 0.1, 0.25], device="cuda", requires_grad=True)
+        v = x.clone().requires_grad_()
+        compiled = torch.compile(lambda t, a: rk.relu(t, a[:, None, None]).square().sum(), backend=backend, fullgraph=True)
+        compiled(v, w).backward()
+        w_ref = w.detach().clone().requires_grad_()
+        v_ref = x.clone().requires_grad_()
+        torch.nn.functional.prelu(v_ref, w_ref).square().sum().backward()
+        torch.testing.assert_close(v.grad, v_ref.grad, rtol=0, atol=0)
+        torch.testing.assert_close(w.grad, w_ref.grad)
