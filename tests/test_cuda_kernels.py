@@ -185,3 +185,26 @@ def test_ptx_check():
         pytest.skip(run.stdout.strip())
     assert run.returncode == 0, run.stdout + run.stderr
     assert "| relu | quads | f4 → f4 |" in run.stdout and "all checks pass" in run.stdout, run.stdout
+
+
+def test_gpu_check_uses_only_what_exists():
+    """benchmarks/gpu_check.py runs only on a lent GPU, in one call: every relukernels
+    internal it reaches for must exist here, or that call is wasted."""
+    import ast
+    import importlib
+
+    source = (Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py").read_text()
+    modules = {
+        "_numba_cuda": importlib.import_module("relukernels._backends._numba_cuda"),
+        "cuda_backend": importlib.import_module("relukernels._backends.cuda"),
+        "_bench": importlib.import_module("relukernels._bench"),
+        "rk": importlib.import_module("relukernels"),
+    }
+    used = {
+        (node.value.id, node.attr)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+    }
+    assert len(used) > 10
+    missing = sorted(f"{module}.{name}" for module, name in used if not hasattr(modules[module], name))
+    assert not missing, missing
