@@ -73,13 +73,13 @@ def copy_limit_cases(x: np.ndarray, y: np.ndarray) -> list[Case]:
     def threaded(copy: Callable[[np.ndarray, np.ndarray], Any]) -> Callable[[], None]:
         return lambda: numpy_backend._in_chunks(lambda lo, hi: copy(x[lo:hi], y[lo:hi]), x.size, x.size, 1024)
 
-    return [
+    return [  # prange first: its OpenMP threads spin for a while after each call, slowing what runs next
+        Case(f"copy: numba prange, {numba.get_num_threads()} threads", lambda: parallel_loop(x, y), 2 * x.nbytes,
+             copy=True),
         Case("copy: np.copyto, 1 thread", lambda: np.copyto(y, x), 2 * x.nbytes, copy=True),
         Case("copy: numba loop, 1 thread", lambda: loop(x, y), 2 * x.nbytes, copy=True),
         Case(f"copy: np.copyto, {threads} threads", threaded(np.copyto), 2 * x.nbytes, copy=True),
         Case(f"copy: numba loop, {threads} threads", threaded(loop), 2 * x.nbytes, copy=True),
-        Case(f"copy: numba prange, {numba.get_num_threads()} threads", lambda: parallel_loop(x, y), 2 * x.nbytes,
-             copy=True),
     ]
 
 
