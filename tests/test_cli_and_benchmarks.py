@@ -204,10 +204,22 @@ def test_plot_writes_the_tutorial_figure(tmp_path, capsys):
 def test_asv_suite_checks_and_runs_a_subset(tmp_path):
     asv = shutil.which("asv") or str(Path(sys.executable).parent / "asv")
     env = {**os.environ, "HOME": str(tmp_path)}  # asv keeps its machine file in HOME
-    run = lambda *args: subprocess.run([asv, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    config = json.loads((ROOT / "asv.conf.json").read_text())
+    assert config["results_dir"] == "benchmarks/results" and "torch" in config["matrix"]["req"]
+    # The committed results stay as they are: this run's machine file goes to tmp_path.
+    config.update(repo=str(ROOT), benchmark_dir=str(ROOT / "benchmarks"), results_dir=str(tmp_path / "results"),
+                  env_dir=str(tmp_path / "env"), html_dir=str(tmp_path / "html"))
+    (tmp_path / "asv.conf.json").write_text(json.dumps(config))
+    committed = sorted((ROOT / "benchmarks" / "results").rglob("*"))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([asv, "--config", str(tmp_path / "asv.conf.json"), *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+
     assert run("machine", "--yes").returncode == 0
     check = run("check", "--python=same")
     assert check.returncode == 0 and "No problems found" in check.stdout, check.stdout + check.stderr
     quick = run("run", "--python=same", "--quick", "--dry-run", "--show-stderr", "-b", "Memory")
     assert quick.returncode == 0, quick.stdout + quick.stderr
     assert "rk numpy" in quick.stdout and "failed" not in quick.stdout
+    assert sorted((ROOT / "benchmarks" / "results").rglob("*")) == committed
