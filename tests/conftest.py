@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from hypothesis import HealthCheck, Phase, settings
 
 # Numba reads this when numba.cuda is first imported: without a GPU the `cuda` tests
@@ -28,3 +30,13 @@ settings.register_profile(
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(params=["one thread", "three threads, tiny chunks"])
+def threading(request, monkeypatch):
+    """Run the NumPy backend's single-call path, and its chunked path on arrays of any size."""
+    if request.param != "one thread":
+        from relukernels._backends import numpy as numpy_backend
+
+        monkeypatch.setattr(numpy_backend, "num_threads", lambda: 3)
+        monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)

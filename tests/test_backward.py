@@ -59,13 +59,6 @@ def cases(draw, x_dtypes=REAL_DTYPES, array_leaks=True):
     return grad, x, leak
 
 
-@pytest.fixture(params=["one thread", "three threads, tiny chunks"])
-def threading(request, monkeypatch):
-    if request.param != "one thread":
-        monkeypatch.setattr(numpy_backend, "num_threads", lambda: 3)
-        monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)
-
-
 @given(cases())
 def test_numpy(threading, case):
     grad, x, leak = case

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 import relukernels as rk
 import oracle
-from relukernels._backends import numpy as numpy_backend
 from strategies import REAL_DTYPES, leaks_for, strided_arrays
 
 
@@ -33,14 +32,6 @@ def assert_identical(result, expected):
 def cases(draw, **kwargs):
     x = draw(strided_arrays(**kwargs))
     return x, draw(leaks_for(x.dtype))
-
-
-@pytest.fixture(params=["one thread", "three threads, tiny chunks"])
-def threading(request, monkeypatch):
-    """Run the single-call path, and the chunked path on arrays of any size."""
-    if request.param != "one thread":
-        monkeypatch.setattr(numpy_backend, "num_threads", lambda: 3)
-        monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)
 
 
 @given(cases())
