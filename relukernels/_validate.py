@@ -174,7 +174,8 @@ class FloatRule:
             raise ValueError(f"leak must be finite, got {value!r}")
         if abs(as_float) >= self.overflow:
             raise ValueError(f"leak={value!r} overflows {self.name}: it would become infinite")
-        return 0.0 if abs(as_float) <= self.underflow else as_float
+        # A leak that rounds to zero keeps its sign, as a cast to the dtype would.
+        return math.copysign(0.0, as_float) if abs(as_float) <= self.underflow else as_float
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Test set-up: the CUDA simulator where there is no GPU, and hypothesis profiles."""
 
 import os
+import tempfile
 
 import pytest
 
@@ -10,6 +11,11 @@ from hypothesis import HealthCheck, Phase, settings
 # run the real kernel code on Numba's CUDA simulator.
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidiactl"):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+# torch.compile's on-disk caches are keyed on the graph, not on relukernels' fake
+# implementations: a cache left by another version of the package could give a
+# compiled graph the wrong output shapes. Each test run compiles afresh.
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="relukernels-inductor-")
 
 settings.register_profile(
     "default",
