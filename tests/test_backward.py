@@ -269,6 +269,16 @@ def test_torch_leaky_relu_shortcut_keeps_the_contract():
             assert_same_bits(rk.relu(t, leak).numpy(), oracle.relu(x, leak))
     with pytest.raises(ValueError, match="overflows float32"):
         rk.relu(t, 3.41e38)
+    # under autograd the forward takes the same shortcut; the gradient stays the
+    # contract's relu_dash, 1 at NaN where leaky_relu's is the slope
+    for leak in (0.1, 1e-46, 0.0):
+        w = t.clone().requires_grad_()
+        y = rk.relu(w, leak)
+        with np.errstate(all="ignore"):
+            assert_same_bits(y.detach().numpy(), oracle.relu(x, leak))
+        upstream = torch.full_like(t, 3.0)
+        (got,) = torch.autograd.grad(y, w, upstream)
+        assert_same_bits(got.numpy(), expected(upstream.numpy(), x, leak))
 
 
 def test_torch_gradients_match_leaky_relu_and_prelu():

@@ -41,8 +41,10 @@ _FLOAT32 = np.dtype(np.float32)
 _UINT16 = np.dtype(np.uint16)
 _ALL_FLOAT16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
 
-PARALLEL_MIN_SIZE = 1 << 18
-"""Arrays with fewer elements run in the calling thread."""
+PARALLEL_MIN_SIZE = 1 << 20
+"""Arrays with fewer elements run in the calling thread: handing chunks to the pool
+costs 60-100 µs on the 2-core development machine, so two threads pay only from about
+a million elements (benchmarks/RESULTS.md, "Threads")."""
 
 _CHUNK_ALIGN = 1024
 
@@ -116,7 +118,7 @@ class NumpyBackend:
         if grad.shape != x.shape:
             _validate.grad_shape(grad.shape, x.shape)
             grad = np.broadcast_to(grad, x.shape)
-        dtype = _validate.grad_dtype(np, grad.dtype, dash_dtype)
+        dtype = dash_dtype if grad.dtype == dash_dtype else _validate.grad_dtype(np, grad.dtype, dash_dtype)
         given = out
         out = _output(out, x, dtype, "out")
         overlaps = given is not None and (_overlap(out, grad) or _overlap(out, x))
@@ -200,9 +202,14 @@ def _flat(op: Operation, x: np.ndarray, a: int | float, outs: list) -> bool:
 def _flat_views(arrays: list[np.ndarray]) -> list[np.ndarray] | None:
     """1-d views of same-shaped ``arrays`` in one element order, if all are C- or all
     are F-contiguous; else ``None``."""
-    if all(array.flags.c_contiguous for array in arrays):
-        return [array.reshape(-1) for array in arrays]
-    if all(array.flags.f_contiguous for array in arrays):
+    c_order = f_order = True
+    for array in arrays:  # a plain loop: a generator in all() costs a microsecond here
+        flags = array.flags
+        c_order = c_order and flags.c_contiguous
+        f_order = f_order and flags.f_contiguous
+    if c_order:
+        return [array if array.ndim == 1 else array.reshape(-1) for array in arrays]
+    if f_order:
         return [array.T.reshape(-1) for array in arrays]
     return None
 
