@@ -1,7 +1,9 @@
 """Training costs against the frameworks' own activations: the numbers behind
 benchmarks/RESULTS.md's table "Training". PyTorch on the CPU, float32, against
 ``F.leaky_relu(x, 0.01)``; JAX eager against ``jax.nn.leaky_relu``; NumPy's
-``relu_backward`` against the two passes it fuses. Side by side,
+``relu_backward`` against the two passes it fuses; and, for PyTorch, its own
+kernels behind a Python ``autograd.Function``, the floor for any Python extension
+with autograd. Side by side,
 interleaved rounds, medians; the last column is time over the reference (lower is
 faster):
 
@@ -11,8 +13,10 @@ faster):
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +35,37 @@ def _table(title: str, cases: list[_bench.Case], rounds: int) -> str:
     return "\n".join(lines)
 
 
+def _python_leaky_relu() -> Any:
+    """PyTorch's own leaky_relu kernels behind a Python ``torch.autograd.Function``
+    (as relukernels' is, signature bound once): what a Python extension pays before
+    its kernels do anything, the floor under ``rk.relu`` with autograd."""
+    import torch
+    import torch.nn.functional as F
+
+    class PythonLeakyRelu(torch.autograd.Function):
+        @staticmethod
+        def forward(x: Any) -> Any:
+            return F.leaky_relu(x, SLOPE)
+
+        @staticmethod
+        def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            (x,) = ctx.saved_tensors
+            return torch.ops.aten.leaky_relu_backward(grad, x, SLOPE, False)
+
+    PythonLeakyRelu.forward.__signature__ = inspect.signature(PythonLeakyRelu.forward)
+    return PythonLeakyRelu.apply
+
+
 def torch_tables(rounds: int, device: str = "cpu") -> list[str]:
     """The PyTorch tables, on CPU or CUDA tensors."""
     import torch
     import torch.nn.functional as F
+
+    python_leaky_relu = _python_leaky_relu()
 
     where = "CPU" if device == "cpu" else "CUDA"
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -51,6 +82,7 @@ def torch_tables(rounds: int, device: str = "cpu") -> list[str]:
         cases = [
             _bench.Case("F.leaky_relu forward+backward", lambda: step(lambda v: F.leaky_relu(v, SLOPE)), 0),
             _bench.Case("rk.relu forward+backward", lambda: step(lambda v: rk.relu(v, SLOPE)), 0),
+            _bench.Case("leaky_relu in a Python autograd.Function", lambda: step(python_leaky_relu), 0),
         ]
         tables.append(_table(f"PyTorch {where}, {shape}", cases, rounds))
     small = torch.randn(1000, device=device)
@@ -80,6 +112,7 @@ def torch_tables(rounds: int, device: str = "cpu") -> list[str]:
     cases = [
         _bench.Case("SGD step with F.leaky_relu", mlp(lambda v: F.leaky_relu(v, SLOPE)), 0),
         _bench.Case("SGD step with rk.relu", mlp(lambda v: rk.relu(v, SLOPE)), 0),
+        _bench.Case("SGD step, leaky_relu in a Python autograd.Function", mlp(python_leaky_relu), 0),
     ]
     tables.append(_table(f"PyTorch {where}, 784-512-512-10 MLP, batch 256", cases, rounds))
     return tables
