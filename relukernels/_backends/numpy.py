@@ -202,16 +202,15 @@ def _flat(op: Operation, x: np.ndarray, a: int | float, outs: list) -> bool:
 def _flat_views(arrays: list[np.ndarray]) -> list[np.ndarray] | None:
     """1-d views of same-shaped ``arrays`` in one element order, if all are C- or all
     are F-contiguous; else ``None``."""
-    c_order = f_order = True
-    for array in arrays:  # a plain loop: a generator in all() costs a microsecond here
-        flags = array.flags
-        c_order = c_order and flags.c_contiguous
-        f_order = f_order and flags.f_contiguous
-    if c_order:
-        return [array if array.ndim == 1 else array.reshape(-1) for array in arrays]
-    if f_order:
-        return [array.T.reshape(-1) for array in arrays]
-    return None
+    for array in arrays:  # plain loops: a small call's checks cost more than its kernel
+        if not array.flags.c_contiguous:
+            break
+    else:
+        return arrays if arrays[0].ndim == 1 else [array.reshape(-1) for array in arrays]
+    for array in arrays:
+        if not array.flags.f_contiguous:
+            return None
+    return [array.T.reshape(-1) for array in arrays]
 
 
 def _strided(op: Operation, x: np.ndarray, a: int | float, outs: list) -> None:
