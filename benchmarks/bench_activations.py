@@ -1,6 +1,8 @@
 """asv suite: relukernels against the tutorial's formula, NumPy and its peers.
 
-Parameterised over backend x operation x size x dtype. Each case is timed allocating
+Parameterised over backend x operation x size x dtype; ``relu_backward`` is
+``grad * relu_dash(x)``, against the seed's ``grad * np.where(...)`` and PyTorch's
+``leaky_relu_backward`` (which differs from the contract only at NaN). Each case is timed allocating
 its result and writing into a preallocated ``out`` (``time_*_out``; in-place calls with
 ``out=x`` run the same kernels over the same bytes, and repeating them would drive a
 leaky ReLU's negative inputs into subnormals). ``track_*`` reports throughput, the copy
@@ -31,7 +33,7 @@ import numpy as np
 from asv_runner.benchmarks.mark import skip_for_params
 
 LEAK = 0.1
-OPS = ["relu", "relu_dash", "relu_and_dash"]
+OPS = ["relu", "relu_dash", "relu_and_dash", "relu_backward"]
 SIZES = [1_000, 100_000, 10_000_000]
 DTYPES = ["float32", "float64"]
 
@@ -62,28 +64,30 @@ def _skipped(*rest: list) -> list[tuple]:
 
 
 class _Arrays:
-    """Input and output arrays of one backend, and the call for each operation."""
+    """Input and output arrays of one backend (``grad`` for ``relu_backward``), and the
+    call for each operation."""
 
     def __init__(self, backend: str, size: int, dtype: str) -> None:
-        host = np.random.default_rng(0).standard_normal(size).astype(dtype)
+        host, host_grad = np.random.default_rng(0).standard_normal((2, size)).astype(dtype)
         self.backend, self.nbytes, self.sync = backend, host.nbytes, (lambda: None)
         if backend in ("rk cupy", "cupy formula"):
             import cupy
 
-            self.x = cupy.asarray(host)
+            self.x, self.grad = cupy.asarray(host), cupy.asarray(host_grad)
             self.y, self.dy = cupy.empty_like(self.x), cupy.empty_like(self.x)
             self.sync = cupy.cuda.get_current_stream().synchronize
             self.device_copy = lambda: self.y.data.copy_from_device_async(self.x.data, self.nbytes)
         elif backend in ("torch cpu", "torch cuda"):
             import torch
 
-            self.x = torch.from_numpy(host).to("cuda" if backend == "torch cuda" else "cpu")
+            device = "cuda" if backend == "torch cuda" else "cpu"
+            self.x, self.grad = torch.from_numpy(host).to(device), torch.from_numpy(host_grad).to(device)
             self.y, self.dy = torch.empty_like(self.x), torch.empty_like(self.x)
             if backend == "torch cuda":
                 self.sync = torch.cuda.synchronize
                 self.device_copy = lambda: self.y.copy_(self.x)
         else:
-            self.x = host
+            self.x, self.grad = host, host_grad
             self.y, self.dy = np.empty_like(host), np.empty_like(host)
 
     def copies(self) -> list[Callable[[], Any]]:
@@ -98,11 +102,13 @@ class _Arrays:
 
     def call(self, op: str, out: bool) -> Callable[[], Any]:
         """A function that runs ``op`` once (into ``y``/``dy`` when ``out``) and waits."""
-        x, y, dy, sync = self.x, self.y, self.dy, self.sync
+        x, grad, y, dy, sync = self.x, self.grad, self.y, self.dy, self.sync
         if self.backend in ("rk numpy", "rk cupy"):
             import relukernels as rk
 
-            target = {"relu": y, "relu_dash": y, "relu_and_dash": (y, dy)}[op] if out else None
+            target = {"relu_and_dash": (y, dy)}.get(op, y) if out else None
+            if op == "relu_backward":
+                return lambda: (rk.relu_backward(grad, x, LEAK, out=target), sync())
             function = getattr(rk, op)
             return lambda: (function(x, LEAK, out=target), sync())
         if self.backend == "numpy maximum":
@@ -113,6 +119,7 @@ class _Arrays:
                 "relu": lambda: xp.where(x <= 0, LEAK * x, x),
                 "relu_dash": lambda: xp.where(x <= 0, LEAK, 1),
                 "relu_and_dash": lambda: (xp.where(x <= 0, LEAK * x, x), xp.where(x <= 0, LEAK, 1)),
+                "relu_backward": lambda: grad * xp.where(x <= 0, LEAK, 1),
             }
             return lambda: (formulas[op](), sync())
         import torch
@@ -126,12 +133,16 @@ class _Arrays:
                 torch._C._nn.leaky_relu(x, LEAK, out=y) if out else F.leaky_relu(x, LEAK),
                 torch.where(x <= 0, leak, one, out=dy) if out else torch.where(x <= 0, leak, one),
             ),
+            "relu_backward": lambda: (
+                torch.ops.aten.leaky_relu_backward.grad_input(grad, x, LEAK, False, grad_input=y)
+                if out else torch.ops.aten.leaky_relu_backward(grad, x, LEAK, False)
+            ),
         }
         return lambda: (formulas[op](), sync())
 
     def bytes_moved(self, op: str) -> int:
         """Bytes read plus written by one call of ``op``."""
-        return self.nbytes * (3 if op == "relu_and_dash" else 2)
+        return self.nbytes * (3 if op in ("relu_and_dash", "relu_backward") else 2)
 
 
 class Activation:
