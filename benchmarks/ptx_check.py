@@ -12,7 +12,7 @@ and check two things without a GPU:
 Needs numba-cuda with NVVM (``pip install "numba-cuda[cu13]"``), not a GPU. Numba
 asks the current device for its compute capability when it compiles a device
 function; with no GPU this script answers (9, 0) for it. Exits 1 when a check
-fails, 77 when NVVM is missing; tests/test_cuda_kernels.py runs it.
+fails, 77 when NVVM, NVRTC or nvJitLink is missing; tests/test_cuda_kernels.py runs it.
 
     python benchmarks/ptx_check.py            # a markdown table, then the checks
 """
@@ -94,6 +94,21 @@ def packed_sizes(op: str, kind: str, out_dtype: str) -> list[int]:
     return _numba_cuda.argument_sizes(arguments)
 
 
+def _missing_toolchain() -> str | None:
+    """The first of NVVM, NVRTC and nvJitLink (compile, float16 headers, link) that
+    cannot be loaded, or None. A CUDA toolkit may ship NVVM without NVRTC."""
+    try:
+        from cuda.pathfinder import DynamicLibNotFoundError, load_nvidia_dynamic_lib
+    except ImportError:
+        return "cuda.pathfinder"
+    for library in ("nvvm", "nvrtc", "nvJitLink"):
+        try:
+            load_nvidia_dynamic_lib(library)
+        except DynamicLibNotFoundError:
+            return library
+    return None
+
+
 def main() -> int:
     os.environ.pop("NUMBA_ENABLE_CUDASIM", None)  # the real numba.cuda, compiled for no device
     from numba import cuda
@@ -104,10 +119,9 @@ def main() -> int:
         numba.cuda.dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=CC)
     from relukernels._backends import _numba_cuda
 
-    from numba.cuda.cudadrv import nvvm
-
-    if not nvvm.is_available():
-        print("NVVM is not available: pip install 'numba-cuda[cu13]'")
+    missing = _missing_toolchain()
+    if missing:
+        print(f"{missing} is not available: pip install 'numba-cuda[cu13]'")
         return 77
     problems = []
     print("| op | kernel | x → out | loads and stores in the PTX (count of each instruction) |")

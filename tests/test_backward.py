@@ -176,7 +176,7 @@ def test_containers():
     with pytest.raises(TypeError, match="grad must be an array of x's type"):
         rk.relu_backward(grad.to_numpy(), x, 0.25)
     for function in (rk.relu_backward, rk.relu_leak_gradient):  # pandas would realign, or extend
-        with pytest.raises(ValueError, match="grad's index differ"):
+        with pytest.raises(ValueError, match="grad and x have different index"):
             function(grad.sort_index(), x, 0.25)
 
 
@@ -187,16 +187,16 @@ def test_xarray_and_masked_arrays():
     assert isinstance(result, xr.DataArray) and result.dims == ("t",)
     np.testing.assert_array_equal(result.values, [0.5, 1.0])
     for grad in (xr.DataArray([1.0, 1.0], dims="u"), xr.DataArray([1.0, 1.0], dims="t", coords={"t": [1, 2]})):
-        with pytest.raises(ValueError, match="grad's (dims|coordinates) differ"):
+        with pytest.raises(ValueError, match="grad and x have different (dims|coordinates)"):
             rk.relu_backward(grad, x, 0.5)
     masked = np.ma.masked_array([-2.0, -5.0], mask=[False, True])
     assert rk.relu_leak_gradient(np.ma.masked_array([1.0, 1.0]), masked, 0.1) == -2.0  # masked elements add nothing
 
 
 def test_dask_chunks_line_up_and_the_graph_is_blockwise():
+    da = pytest.importorskip("dask.array")
     from dask.blockwise import Blockwise
 
-    da = pytest.importorskip("dask.array")
     rng = np.random.default_rng(1)
     x, grad = rng.standard_normal((6, 8)), rng.standard_normal((6, 8))
     leak = np.linspace(0, 0.5, 8)

@@ -74,6 +74,19 @@ def test_xarray_keeps_dims_and_coords():
         np.testing.assert_array_equal(result.values, formula(values, 0.2), strict=True)
 
 
+def test_xarray_dataset_goes_variable_by_variable():
+    xr = pytest.importorskip("xarray")
+    half, small = np.array([-2, 3], np.float16), np.array([-4, 5], np.int8)
+    dataset = xr.Dataset({"half": ("t", half), "small": ("t", small)}, coords={"t": [7, 8]})
+    for function, formula in ((rk.relu, oracle.relu), (rk.relu_dash, oracle.relu_dash)):
+        result = function(dataset, 0.5)
+        assert type(result) is xr.Dataset and result.coords["t"].values.tolist() == [7, 8]
+        for name, values in (("half", half), ("small", small)):
+            np.testing.assert_array_equal(result[name].values, formula(values, 0.5), strict=True)
+    with pytest.raises(TypeError, match="variable 'flag' of x"):
+        rk.relu(xr.Dataset({"flag": ("t", [True])}))
+
+
 def test_dask_backed_xarray_stays_lazy():
     xr = pytest.importorskip("xarray")
     da = pytest.importorskip("dask.array")
@@ -127,9 +140,10 @@ def test_dataframe_is_checked_column_by_column_before_anything_is_computed():
     y, dy = rk.relu_and_dash(frame, 2)
     assert y.dtypes.tolist() == dy.dtypes.tolist() == [np.float16, np.int8]
     np.testing.assert_array_equal(y["small"], [-8, 5])
+    with pytest.raises(TypeError, match="column 'flag' of x: x has dtype bool"):
+        rk.relu(pd.DataFrame({"value": [1.0], "flag": [True]}))
     for call, error in [
         (lambda: rk.relu(frame, 1000), ValueError),  # does not fit int8
-        (lambda: rk.relu(pd.DataFrame({"flag": [True]})), TypeError),
         (lambda: rk.relu(frame, np.ones(2)), TypeError),
         (lambda: rk.relu(frame, out=frame), TypeError),
     ]:

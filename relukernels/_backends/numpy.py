@@ -318,6 +318,8 @@ class _CompiledLoops(dict):
     def __missing__(self, key: tuple) -> Callable[..., None]:
         from . import _numba_cpu
 
+        num_threads()  # a bad RELUKERNELS_NUM_THREADS fails the first call, not the first large one
+
         kind, *signature = key
         if kind == "rows":
             loop = _numba_cpu.rows_loop(*signature)

@@ -3,8 +3,9 @@ DataArrays (Dask-backed ones stay lazy), masked arrays, ``np.matrix`` and other
 ndarray subclasses. They call the ufuncs of ``relukernels.ufuncs`` and get back
 what went in (index, coords, mask and all), as they do from ``np.maximum``.
 
-Every check runs first, against the container's dtype: a DataFrame, which has one
-dtype per column, goes column by column (``DataFrame.apply``). ``out=`` is taken for
+Every check runs first, against the container's dtype: a DataFrame or an xarray
+Dataset, which has one dtype per column or variable, goes one at a time
+(``DataFrame.apply``, ``Dataset.map``). ``out=`` is taken for
 ndarray subclasses only; other containers are refused it.
 """
 
@@ -77,14 +78,14 @@ def _check_labels(grad: Any, x: Any) -> None:
             ours, theirs = getattr(grad, labels), getattr(x, labels)
             same = ours.equals(theirs) if hasattr(ours, "equals") else tuple(ours) == tuple(theirs)
             if not same:
-                raise ValueError(f"grad's {labels} differ from x's; align them first (e.g. grad.reindex_like(x))")
+                raise ValueError(f"grad and x have different {labels}; align them first (e.g. grad.reindex_like(x))")
     if hasattr(grad, "coords") and hasattr(x, "coords"):
         import xarray
 
         try:
             xarray.align(grad, x, join="exact")
         except ValueError:
-            raise ValueError("grad's coordinates differ from x's; align them first (xarray.align)") from None
+            raise ValueError("grad and x have different coordinates; align them first (xarray.align)") from None
 
 
 def _resolve_leak(x: Any, leak: Any) -> tuple[Any, np.dtype]:
@@ -117,8 +118,11 @@ def _numpy_dtype(dtype: Any) -> np.dtype:
 
 
 def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
-    """A container with one dtype per column (a pandas DataFrame), column by column."""
-    if not (hasattr(x, "dtypes") and hasattr(x, "apply")):
+    """A container with one dtype per column or variable (a pandas DataFrame, an
+    xarray Dataset), one column or variable at a time."""
+    dtypes = getattr(x, "dtypes", None)
+    each = getattr(x, "map" if hasattr(x, "data_vars") else "apply", None)
+    if dtypes is None or each is None:
         raise TypeError(f"x of type {type(x).__name__} has no dtype")
     if _validate.is_array_leak(leak):
         raise TypeError(f"leak must be a number for a {type(x).__name__}, one dtype per column")
@@ -126,9 +130,13 @@ def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         raise TypeError(f"out= is not supported for {type(x).__name__}; use the result")
     from .._dispatch import backend_for
 
-    for column_dtype in x.dtypes:  # every column checked before any is computed
-        _validate.numpy_result(_numpy_dtype(column_dtype), leak)
+    for name, column_dtype in dtypes.items():  # every column checked before any is computed
+        try:
+            _validate.numpy_result(_numpy_dtype(column_dtype), leak)
+        except TypeError as error:
+            kind = "variable" if hasattr(x, "data_vars") else "column"
+            raise TypeError(f"{kind} {name!r} of x: {error}") from None
     return [
-        x.apply(lambda column, part=part: backend_for(column)[0].run(OPERATIONS[part], column, leak, (None,))[0])
+        each(lambda column, part=part: backend_for(column)[0].run(OPERATIONS[part], column, leak, (None,))[0])
         for part in op.parts
     ]
