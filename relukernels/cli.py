@@ -356,7 +356,7 @@ def _parser() -> argparse.ArgumentParser:
     """The command line: every command and option with its help and default."""
     parser = _OneLineErrors(prog="relukernels", description=rk.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"relukernels {rk.__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=_OneLineErrors)
+    commands = parser.add_subparsers(dest="command", metavar="command", parser_class=_OneLineErrors)
 
     def command(name: str, summary: str, function: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=f"{summary}.")
@@ -403,7 +403,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input or environment is one line on stderr and exit 2."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # Unknown options first: argparse itself would report a missing command instead.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("a command is required: demo, info, bench, plot or apply")
     from relukernels._backends.numpy import num_threads
 
     try:

@@ -116,7 +116,10 @@ def test_version_and_help_for_every_command_and_option(capsys):
 
 NO_SUCH = "/no/such/folder/x.png"
 BAD_COMMAND_LINES = [
-    ([], "the following arguments are required: command"),
+    ([], "a command is required: demo, info, bench, plot or apply"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["demo", "extra"], "unrecognized arguments: extra"),
+    (["apply", "x.npy", "y.npy", "--bogus"], "unrecognized arguments: --bogus"),
     (["nosuch"], "invalid choice: 'nosuch'"),
     (["plot", NO_SUCH], "folder '/no/such/folder' does not exist"),
     (["plot", "out.txt"], "give a file name ending in .png"),
