@@ -16,13 +16,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._after_import import after_import
 from ._backends import Backend
 from ._backends.cuda import CudaBackend
 from ._backends.dask import DaskBackend
 from ._backends.generic import GenericBackend
 from ._backends.jax import JaxBackend
 from ._backends.numpy import NumpyBackend
-from ._backends.torch import TorchBackend
+from ._backends.torch import TorchBackend, register_custom_ops
 from ._backends.ufunc_protocol import UfuncProtocolBackend
 
 NUMPY = NumpyBackend()
@@ -51,9 +52,16 @@ def _by_library() -> list[tuple[Callable[[Any], bool], Backend]]:
 
 _libraries: list[tuple[Callable[[Any], bool], Backend]] = []
 
-if "torch" in sys.modules:  # seen first under torch.compile, the lookup would be traced
-    _torch = sys.modules["torch"]
-    _by_type.update({_torch.Tensor: TORCH, _torch.nn.Parameter: TORCH})
+def _prepare_for_torch() -> None:
+    """Tensor types in the lookup and the ``torch.library`` ops registered, as soon as
+    torch is imported: a first call under ``torch.compile`` then traces neither the
+    lookup nor a registration, whichever of torch and relukernels came first."""
+    torch = sys.modules["torch"]
+    _by_type.update({torch.Tensor: TORCH, torch.nn.Parameter: TORCH})
+    register_custom_ops()
+
+
+after_import("torch", _prepare_for_torch)
 
 
 def backend_for(x: Any) -> tuple[Backend, Any]:

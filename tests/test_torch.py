@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -233,3 +236,19 @@ def test_compiled_with_changing_leaks_and_meta_leaks():
     assert torch.compile(lambda v: rk.relu(v, 2**53 + 1), fullgraph=True, backend="aot_eager")(integers).item() == -(2**53 + 1)
     meta = rk.relu(torch.randn(3, 4, device="meta"), torch.rand(3, 1, device="meta"))
     assert meta.device.type == "meta" and meta.shape == (3, 4)
+
+
+@pytest.mark.parametrize("imports", ["import relukernels as rk\nimport torch", "import torch\nimport relukernels as rk"])
+def test_a_compiled_first_call_works_whichever_is_imported_first(imports):
+    """No eager call first: the ops are registered when both modules are imported."""
+    code = imports + """
+x = torch.linspace(-2, 2, 9, requires_grad=True)
+compiled = torch.compile(lambda v: rk.relu(v, 0.1) * 2, fullgraph=True, backend="aot_eager")
+compiled(x).sum().backward()
+want = torch.where(x > 0, x, 0.1 * x).detach() * 2
+assert torch.equal(compiled(x).detach(), want), compiled(x)
+assert torch.equal(x.grad, torch.where(x > 0, 2.0, 0.2)), x.grad
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]

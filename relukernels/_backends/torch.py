@@ -39,7 +39,7 @@ class TorchBackend:
         _check_leak_type(leak)
         if torch.compiler.is_compiling():  # Dynamo traces the registered custom ops
             return _compiled(op, x, leak, outs)
-        _custom_ops()
+        register_custom_ops()
         leak_is_tensor = _validate.is_array_leak(leak)
         has_storage = _has_storage(x) and not (leak_is_tensor and _validate.values_unknown(leak))
         if has_storage and not _tracks_grad(x, leak):
@@ -68,7 +68,7 @@ class TorchBackend:
             raise ValueError(f"grad is on device {grad.device}; x is on device {x.device}")
         if torch.compiler.is_compiling():
             return _compiled(RELU_BACKWARD, x, leak, (out,), grad)[0]
-        _custom_ops()
+        register_custom_ops()
         return _relu_backward(grad, x, leak, out)
 
 
@@ -332,19 +332,19 @@ def _relu_function() -> Any:
 _CUSTOM_OPS: dict[str, Any] = {}
 
 
-def _custom_ops() -> dict[str, Any]:
-    """The custom ops, registered on the first call (see ``_register_custom_ops``)."""
+def register_custom_ops() -> dict[str, Any]:
+    """The custom ops, registered on the first call (see ``_define_custom_ops``)."""
     if not _CUSTOM_OPS:
-        _CUSTOM_OPS.update(_register_custom_ops())
+        _CUSTOM_OPS.update(_define_custom_ops())
     return _CUSTOM_OPS
 
 
-def _register_custom_ops() -> dict[str, Any]:
+def _define_custom_ops() -> dict[str, Any]:
     """``relukernels::relu``, ``relukernels::relu_dash`` and ``relukernels::relu_backward``
     as ``torch.library`` custom ops, for ``torch.compile``: fake implementations for tracing, and autograd
-    (PReLU's gradient for a leak tensor). Registered with the first tensor that
-    relukernels sees outside ``torch.compile`` (Dynamo cannot trace a registration),
-    or when ``relukernels`` is imported after ``torch``. In eager mode they are not
+    (PReLU's gradient for a leak tensor). Registered as soon as both torch and
+    relukernels are imported (``relukernels._dispatch``; Dynamo cannot trace a
+    registration), or failing that with the first tensor. In eager mode they are not
     used: a custom op's Python dispatch costs about 19 µs a call here."""
     import torch
 
@@ -426,8 +426,8 @@ def _compiled(op: Operation, x: Any, leak: Any, outs: tuple, grad: Any = None) -
     first for ``relu_backward``; ``out`` by copy."""
     if not _CUSTOM_OPS:
         raise RuntimeError(
-            "relukernels registers its torch.library ops with the first tensor it sees outside "
-            "torch.compile: call it once eagerly, or import torch before relukernels"
+            "relukernels could not register its torch.library ops when torch was imported "
+            "(see the warning then): call it once eagerly, outside torch.compile"
         )
     ops = _CUSTOM_OPS
     leak_tensor, number = (leak, 0) if _validate.is_array_leak(leak) else (None, leak)
@@ -439,6 +439,3 @@ def _compiled(op: Operation, x: Any, leak: Any, outs: tuple, grad: Any = None) -
             _check_out(out, x, result.dtype, name)
     return [result if out is None else out.copy_(result) for result, out in zip(results, outs)]
 
-
-if "torch" in sys.modules:  # torch came first: register now, before any torch.compile
-    _custom_ops()
