@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 import numpy as np
 
@@ -224,17 +227,18 @@ def apply(args: argparse.Namespace) -> int:
         return 2
     bar = _ApplyProgress(quiet=args.quiet)
     try:
-        report = apply_file(
-            args.input,
-            tuple(args.outputs) if args.op == "both" else args.outputs[0],
-            leak=args.leak,
-            op=args.op,
-            device=args.device,
-            batch_bytes=args.batch_size,
-            overwrite=args.overwrite,
-            in_place=args.in_place,
-            progress=bar,
-        )
+        with bar.interrupts_between_batches():
+            report = apply_file(
+                args.input,
+                tuple(args.outputs) if args.op == "both" else args.outputs[0],
+                leak=args.leak,
+                op=args.op,
+                device=args.device,
+                batch_bytes=args.batch_size,
+                overwrite=args.overwrite,
+                in_place=args.in_place,
+                progress=bar,
+            )
     except (ApplyError, OSError, ValueError, TypeError) as error:
         print(f"relukernels apply: error: {error}", file=sys.stderr)
         return 2
@@ -253,15 +257,39 @@ def apply(args: argparse.Namespace) -> int:
 
 class _ApplyProgress:
     """apply's progress bar (see ``_bench.progress_bar``), made at the first report,
-    when the total is known."""
+    when the total is known; and where a Ctrl-C stops the run (``interrupts_between_batches``)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar: Any = None
+        self.interrupted = False
+
+    @contextlib.contextmanager
+    def interrupts_between_batches(self) -> Iterator[None]:
+        """Ctrl-C noted, and raised as ``KeyboardInterrupt`` at the next report, between
+        batches. Raised where it lands, it can land in Numba's compiler (a ctypes callback
+        from LLVM), which prints it and drops it, and the run went on to write its output.
+        A second Ctrl-C raises at once; a Ctrl-C after the last batch stops nothing."""
+        if threading.current_thread() is not threading.main_thread():  # no signals there
+            yield
+            return
+
+        def note(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+
+        previous = signal.signal(signal.SIGINT, note)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def __call__(self, done: int, total: int) -> None:
         from relukernels._bench import progress_bar
 
+        if self.interrupted:
+            raise KeyboardInterrupt
         if self.bar is None:
             self.bar = progress_bar(total, not self.quiet, desc="apply", unit="el", unit_scale=True)
         self.bar.update(done - self.bar.n)

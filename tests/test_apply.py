@@ -132,6 +132,37 @@ def test_an_interrupted_run_leaves_no_output(tmp_path, how):
     np.testing.assert_array_equal(np.load(target), rk.relu(np.load(source)))
 
 
+INTERRUPT_IN_A_CALLBACK = """
+import ctypes, os, signal
+from relukernels.cli import _ApplyProgress
+
+# Numba's compiler calls back into Python from LLVM through ctypes, and Python drops
+# a KeyboardInterrupt raised inside such a callback
+ctrl_c = ctypes.CFUNCTYPE(None)(lambda: os.kill(os.getpid(), signal.SIGINT))
+progress = _ApplyProgress(quiet=True)
+with progress.interrupts_between_batches():
+    ctrl_c()
+    try:
+        progress(1, 2)
+    except KeyboardInterrupt:
+        print("raised at the next batch")
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        print("the second was not raised at once")
+    except KeyboardInterrupt:
+        print("the second raised at once")
+print("handler restored:", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+
+def test_a_ctrl_c_inside_a_compiler_callback_still_stops_apply():
+    run = _python(INTERRUPT_IN_A_CALLBACK)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert out.split("\n")[:3] == ["raised at the next batch", "the second raised at once", "handler restored: True"]
+    assert "Exception ignored" not in err
+
+
 def _no_gpu_env() -> dict:
     return {"NUMBA_ENABLE_CUDASIM": "0"}
 
