@@ -238,7 +238,13 @@ def test_compiled_with_changing_leaks_and_meta_leaks():
     assert meta.device.type == "meta" and meta.shape == (3, 4)
 
 
-@pytest.mark.parametrize("imports", ["import relukernels as rk\nimport torch", "import torch\nimport relukernels as rk"])
+@pytest.mark.parametrize("imports", [
+    "import relukernels as rk\nimport torch",
+    "import torch\nimport relukernels as rk",
+    # an "is torch installed?" check before the import, as many libraries make
+    "import importlib, importlib.util, relukernels as rk\nimportlib.reload(importlib.import_module('relukernels._dispatch'))\n"
+    "assert importlib.util.find_spec('torch')\nimport torch",
+], ids=["relukernels first", "torch first", "a lookup and a reload first"])
 def test_a_compiled_first_call_works_whichever_is_imported_first(imports):
     """No eager call first: the ops are registered when both modules are imported."""
     code = imports + """
@@ -250,5 +256,29 @@ assert torch.equal(compiled(x).detach(), want), compiled(x)
 assert torch.equal(x.grad, torch.where(x > 0, 2.0, 0.2)), x.grad
 print("ok")
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+
+
+def test_torch_hidden_or_broken_does_not_stop_import_relukernels():
+    """``sys.modules["torch"] = None`` is how tests hide torch; with a torch whose
+    registration fails, NumPy users still import relukernels (a warning says why)."""
+    code = """
+import sys, warnings
+import numpy as np
+sys.modules["torch"] = None
+import relukernels as rk
+assert rk.relu(np.array([-1.0]), 0.5)[0] == -0.5
+"""
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    code = """
+import types, sys, warnings
+sys.modules["torch"] = types.ModuleType("torch")  # a torch without Tensor or torch.library
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import relukernels
+print([str(w.message)[:40] for w in caught])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "could not prepare for torch" in done.stdout, done.stderr[-2000:]
