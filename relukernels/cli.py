@@ -269,8 +269,12 @@ class _ApplyProgress:
         """Ctrl-C noted, and raised as ``KeyboardInterrupt`` at the next report, between
         batches. Raised where it lands, it can land in Numba's compiler (a ctypes callback
         from LLVM), which prints it and drops it, and the run went on to write its output.
-        A second Ctrl-C raises at once; a Ctrl-C after the last batch stops nothing."""
-        if threading.current_thread() is not threading.main_thread():  # no signals there
+        A second Ctrl-C raises at once; a Ctrl-C after the last batch stops nothing. Only
+        where Ctrl-C would raise at all: not in a thread, nor where SIGINT is ignored
+        (``trap '' INT``, a background job)."""
+        if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
             yield
             return
 
