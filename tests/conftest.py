@@ -1,6 +1,8 @@
 """Test set-up: the CUDA simulator where there is no GPU, and hypothesis profiles."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -16,6 +18,7 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidiac
 # implementations: a cache left by another version of the package could give a
 # compiled graph the wrong output shapes. Each test run compiles afresh.
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="relukernels-inductor-")
+atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
 settings.register_profile(
     "default",

@@ -85,6 +85,8 @@ def test_xarray_dataset_goes_variable_by_variable():
             np.testing.assert_array_equal(result[name].values, formula(values, 0.5), strict=True)
     with pytest.raises(TypeError, match="variable 'flag' of x"):
         rk.relu(xr.Dataset({"flag": ("t", [True])}))
+    with pytest.raises(ValueError, match="variable 'small' of x: leak=1000 does not fit in int8"):
+        rk.relu(dataset, 1000)
 
 
 def test_dask_backed_xarray_stays_lazy():

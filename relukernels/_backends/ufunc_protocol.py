@@ -133,9 +133,9 @@ def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
     for name, column_dtype in dtypes.items():  # every column checked before any is computed
         try:
             _validate.numpy_result(_numpy_dtype(column_dtype), leak)
-        except TypeError as error:
+        except (TypeError, ValueError) as error:
             kind = "variable" if hasattr(x, "data_vars") else "column"
-            raise TypeError(f"{kind} {name!r} of x: {error}") from None
+            raise type(error)(f"{kind} {name!r} of x: {error}") from None
     return [
         each(lambda column, part=part: backend_for(column)[0].run(OPERATIONS[part], column, leak, (None,))[0])
         for part in op.parts
