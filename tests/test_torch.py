@@ -264,7 +264,7 @@ def test_torch_hidden_or_broken_does_not_stop_import_relukernels():
     """``sys.modules["torch"] = None`` is how tests hide torch; with a torch whose
     registration fails, NumPy users still import relukernels (a warning says why)."""
     code = """
-import sys, warnings
+import sys
 import numpy as np
 sys.modules["torch"] = None
 import relukernels as rk

@@ -11,7 +11,6 @@ tensors on devices without kernels take the formulas in PyTorch's own operations
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import Any, Callable, NamedTuple
 
 from .. import _validate

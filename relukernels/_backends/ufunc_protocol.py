@@ -121,7 +121,8 @@ def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
     """A container with one dtype per column or variable (a pandas DataFrame, an
     xarray Dataset), one column or variable at a time."""
     dtypes = getattr(x, "dtypes", None)
-    each = getattr(x, "map" if hasattr(x, "data_vars") else "apply", None)
+    kind, method = ("variable", "map") if hasattr(x, "data_vars") else ("column", "apply")
+    each = getattr(x, method, None)
     if dtypes is None or each is None:
         raise TypeError(f"x of type {type(x).__name__} has no dtype")
     if _validate.is_array_leak(leak):
@@ -134,7 +135,6 @@ def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         try:
             _validate.numpy_result(_numpy_dtype(column_dtype), leak)
         except (TypeError, ValueError) as error:
-            kind = "variable" if hasattr(x, "data_vars") else "column"
             raise type(error)(f"{kind} {name!r} of x: {error}") from None
     return [
         each(lambda column, part=part: backend_for(column)[0].run(OPERATIONS[part], column, leak, (None,))[0])
