@@ -12,7 +12,7 @@ from ._dispatch import UFUNC_PROTOCOL, backend_for
 from ._ops import RELU, RELU_AND_DASH, RELU_DASH, leak_gradient_formula
 
 
-def relu(x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
+def relu(x: Any, leak: Any = 0, *, out: Any = None) -> Any:
     """ReLU, or leaky ReLU with slope ``leak`` for ``x <= 0``: the seed's ``relu(x, leak)``.
 
     Parameters
@@ -21,8 +21,10 @@ def relu(x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
         NumPy, CuPy, PyTorch, JAX, Dask or any array-API array, or a container that
         speaks NumPy's ufunc protocol (pandas, xarray, masked arrays); lists and
         scalars become NumPy arrays. Real floating or integer dtype.
-    leak : real number or array, default 0.0
-        Slope for ``x <= 0``; finite. Cast to ``x``'s floating dtype. An array of
+    leak : real number or array, default 0
+        Slope for ``x <= 0``; finite. Cast to ``x``'s floating dtype; an integer ``x``
+        keeps its dtype with an int leak, and a float leak promotes it as the library
+        promotes ``leak * x`` (NumPy: float64). An array of
         ``x``'s library that broadcasts to ``x``'s shape is a slope per element, as in
         PReLU (a ``(C, 1, 1)`` leak against ``(N, C, H, W)``).
     out : array, optional
@@ -36,19 +38,19 @@ def relu(x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
         of ``x``'s type, on ``x``'s device.
     """
     backend, x = backend_for(x)
-    return backend.run(RELU, x, _validate.leak(leak), (out,))[0]
+    return backend.run(RELU, x, leak, (out,))[0]
 
 
-def relu_dash(x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
+def relu_dash(x: Any, leak: Any = 0, *, out: Any = None) -> Any:
     """Derivative of :func:`relu`: ``leak`` where ``x <= 0``, else 1 (the seed's ``relu_dash``).
 
     Parameters and result as for :func:`relu`; the result has ``relu``'s dtype.
     """
     backend, x = backend_for(x)
-    return backend.run(RELU_DASH, x, _validate.leak(leak), (out,))[0]
+    return backend.run(RELU_DASH, x, leak, (out,))[0]
 
 
-def relu_and_dash(x: Any, leak: Any = 0.0, *, out: Any = None) -> tuple[Any, Any]:
+def relu_and_dash(x: Any, leak: Any = 0, *, out: Any = None) -> tuple[Any, Any]:
     """:func:`relu` and :func:`relu_dash` together, from one pass over ``x``.
 
     Parameters
@@ -64,7 +66,7 @@ def relu_and_dash(x: Any, leak: Any = 0.0, *, out: Any = None) -> tuple[Any, Any
         Exactly what ``relu(x, leak)`` and ``relu_dash(x, leak)`` return.
     """
     backend, x = backend_for(x)
-    y, dy = backend.run(RELU_AND_DASH, x, _validate.leak(leak), _validate.outs(out, 2))
+    y, dy = backend.run(RELU_AND_DASH, x, leak, _validate.outs(out, 2))
     return y, dy
 
 
@@ -73,7 +75,7 @@ def leaky_relu(x: Any, negative_slope: Any = 0.01, *, out: Any = None) -> Any:
     return relu(x, negative_slope, out=out)
 
 
-def relu_backward(grad: Any, x: Any, leak: Any = 0.0, *, out: Any = None) -> Any:
+def relu_backward(grad: Any, x: Any, leak: Any = 0, *, out: Any = None) -> Any:
     """The backward pass of :func:`relu`: ``grad * relu_dash(x, leak)``, in one pass.
 
     Parameters
@@ -93,7 +95,7 @@ def relu_backward(grad: Any, x: Any, leak: Any = 0.0, *, out: Any = None) -> Any
         library's promotion of ``grad``'s dtype and ``relu_dash``'s).
     """
     backend, grad, x = _backend_for_pair(grad, x)
-    return backend.backward(grad, x, _validate.leak(leak), out)
+    return backend.backward(grad, x, leak, out)
 
 
 def relu_leak_gradient(grad: Any, x: Any, leak: Any) -> Any:

@@ -59,28 +59,38 @@ def _compiled_copy_loops() -> tuple[Callable[[np.ndarray, np.ndarray], None], Ca
 
 def copy_limit_cases(x: np.ndarray, y: np.ndarray) -> list[Case]:
     """The candidates for the copy limit of 1-d ``x`` into ``y``: ``np.copyto`` and a
-    compiled copy loop, each in one thread and in one thread per core on the NumPy
-    backend's pool, and the loop over ``prange`` on Numba's pool, whose lower start-up
-    cost wins on arrays that fit in the caches. The limit is the fastest of them,
-    measured in the same run."""
+    compiled copy loop, each in one thread and in one thread per core (the loop over
+    ``prange`` on Numba's threads, ``np.copyto`` on chunks in a thread pool). The limit
+    is the fastest of them, measured in the same run."""
     import numba
 
-    from ._backends import numpy as numpy_backend
-
     loop, parallel_loop = _compiled_copy_loops()
-    threads = numpy_backend.num_threads()
+    threads = numba.get_num_threads()
+    chunks = _chunks(x.size, threads)
+    pool = _copy_pool(threads)
 
-    def threaded(copy: Callable[[np.ndarray, np.ndarray], Any]) -> Callable[[], None]:
-        return lambda: numpy_backend._in_chunks(lambda lo, hi: copy(x[lo:hi], y[lo:hi]), x.size, x.size, 1024)
+    def threaded_copyto() -> None:
+        for future in [pool.submit(np.copyto, y[lo:hi], x[lo:hi]) for lo, hi in chunks]:
+            future.result()
 
     return [  # prange first: its OpenMP threads spin for a while after each call, slowing what runs next
-        Case(f"copy: numba prange, {numba.get_num_threads()} threads", lambda: parallel_loop(x, y), 2 * x.nbytes,
-             copy=True),
+        Case(f"copy: numba prange, {threads} threads", lambda: parallel_loop(x, y), 2 * x.nbytes, copy=True),
         Case("copy: np.copyto, 1 thread", lambda: np.copyto(y, x), 2 * x.nbytes, copy=True),
         Case("copy: numba loop, 1 thread", lambda: loop(x, y), 2 * x.nbytes, copy=True),
-        Case(f"copy: np.copyto, {threads} threads", threaded(np.copyto), 2 * x.nbytes, copy=True),
-        Case(f"copy: numba loop, {threads} threads", threaded(loop), 2 * x.nbytes, copy=True),
+        Case(f"copy: np.copyto, {threads} threads", threaded_copyto, 2 * x.nbytes, copy=True),
     ]
+
+
+def _chunks(length: int, pieces: int) -> list[tuple[int, int]]:
+    step = -(-length // pieces)
+    return [(lo, min(lo + step, length)) for lo in range(0, length, step)]
+
+
+@functools.cache
+def _copy_pool(threads: int) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads, thread_name_prefix="relukernels-bench")
 
 
 def _seed_relu(x: np.ndarray, leak: float) -> np.ndarray:
@@ -417,9 +427,11 @@ def _landmarks(itemsize: int) -> list[tuple[int, str]]:
     """Sizes (elements) where something changes on this machine: x and y together
     outgrow the L2 and the L3 cache (Linux's sysfs), and the NumPy backend starts
     splitting arrays over threads."""
-    from ._backends.numpy import PARALLEL_MIN_SIZE, num_threads
+    import numba
 
-    marks = [(PARALLEL_MIN_SIZE, f"{num_threads()} threads from here")]
+    from ._backends.numpy import PARALLEL_MIN_SIZE
+
+    marks = [(PARALLEL_MIN_SIZE, f"{numba.get_num_threads()} threads from here")]
     for level in (2, 3):
         for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
             if (index / "level").read_text().strip() == str(level):

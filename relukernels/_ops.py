@@ -1,14 +1,13 @@
-"""The operations, each described once: its element formulas, its outputs and its
-array-API formulas. The NumPy ufuncs, the CPU and CUDA kernels and every backend's
-wrappers are built from this table, so a new operation is one entry here.
+"""The operations, each described once: its element formulas (by name, in
+``relukernels._kernels``), its outputs and its array-API formulas. The NumPy ufuncs,
+the CPU and CUDA kernels and every backend's wrappers are built from this table, so a
+new operation is one entry here (and its element formula in ``_kernels``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
-
-from . import _scalar
 
 
 def relu_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:
@@ -19,7 +18,7 @@ def relu_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:
     """
     if isinstance(a, (int, float)):
         if a == 0:
-            return xp.where(x <= 0, xp.zeros_like(x), x)
+            return xp.where(x <= 0, xp.zeros_like(x, dtype=dtype), xp.astype(x, dtype))
         if dtype == x.dtype:
             a = xp.asarray(a, dtype=dtype, device=device_of(x))
         return xp.where(x <= 0, a * x, x)
@@ -69,8 +68,9 @@ class Operation:
     """One public operation: ``name(x, leak)`` giving ``len(elements)`` results."""
 
     name: str
-    elements: tuple[Callable[[Any, Any], Any], ...]
-    """Element formulas ``f(x, a)``, one per output, compiled by Numba (CPU and CUDA)."""
+    elements: tuple[str, ...]
+    """The names of its element formulas in ``relukernels._kernels``, one per output,
+    compiled by Numba (CPU and CUDA)."""
     formulas: tuple[Callable[[Any, Any, Any, Any], Any], ...]
     """The same formulas as ``f(xp, x, a, dtype)`` in an array-API namespace."""
     parts: tuple[str, ...]
@@ -87,13 +87,13 @@ class Operation:
         object.__setattr__(self, "out_names", ("out",) if nout == 1 else tuple(f"out[{i}]" for i in range(nout)))
 
 
-RELU = Operation("relu", (_scalar.relu,), (relu_formula,), ("relu",))
-RELU_DASH = Operation("relu_dash", (_scalar.relu_dash,), (relu_dash_formula,), ("relu_dash",))
+RELU = Operation("relu", ("relu",), (relu_formula,), ("relu",))
+RELU_DASH = Operation("relu_dash", ("relu_dash",), (relu_dash_formula,), ("relu_dash",))
 RELU_AND_DASH = Operation(
-    "relu_and_dash", (_scalar.relu, _scalar.relu_dash), (relu_formula, relu_dash_formula), ("relu", "relu_dash")
+    "relu_and_dash", ("relu", "relu_dash"), (relu_formula, relu_dash_formula), ("relu", "relu_dash")
 )
 RELU_BACKWARD = Operation(
-    "relu_backward", (_scalar.relu_backward,), (relu_backward_formula,), ("relu_backward",), inputs=("grad", "x")
+    "relu_backward", ("relu_backward",), (relu_backward_formula,), ("relu_backward",), inputs=("grad", "x")
 )
 """The backward pass: ``grad`` times ``relu_dash``, a second array input, so not one of
 ``OPERATIONS`` (the backends' ``run``); they run it with ``backward``."""

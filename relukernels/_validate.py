@@ -20,14 +20,16 @@ def leak(value: Any) -> Any:
     one or more dimensions as it is, for its backend to check with ``array_leak``.
 
     Accepts Python and NumPy real scalars, 0-d arrays of any namespace, and arrays
-    (lists and tuples become NumPy arrays).
+    (lists and tuples become NumPy arrays). Every backend checks the leak with this
+    first (under ``torch.compile`` a number may be symbolic: the torch backend leaves
+    it to its custom ops, which check it when they run).
     """
-    if compiling():  # maybe symbolic under torch.compile: the custom ops check it when they run
-        return value
     if type(value) is float:
         if math.isfinite(value):
             return value
         raise ValueError(f"leak must be finite, got {value!r}")
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         raise TypeError(f"leak must be a real number, got a boolean ({value!r})")
     if isinstance(value, numbers.Integral):
@@ -155,22 +157,23 @@ class FloatRule:
     """A real floating dtype: the result keeps it and ``leak`` is cast to it."""
 
     name: str
+    dtype: Any
     overflow: float  # the smallest magnitude that rounds to infinity in this dtype
     underflow: float  # the largest magnitude that rounds to zero in this dtype
 
-    def resolve(self, value: int | float) -> tuple[float, bool]:
-        """``leak`` for this dtype (0.0 where it rounds to zero), and True: the result
-        keeps the dtype."""
+    def resolve(self, value: int | float) -> tuple[float, Any]:
+        """``leak`` for this dtype (a signed zero where it rounds to zero), and the
+        result dtype: this one."""
         if type(value) is float and (value == 0.0 or self.underflow < abs(value) < self.overflow):
-            return value, True  # the common cases, first and cheap
-        return self.cast_leak(value), True
+            return value, self.dtype  # the common cases, first and cheap
+        return self.cast_leak(value), self.dtype
 
     def cast_leak(self, value: int | float) -> float:
         try:
             as_float = float(value)
-        except OverflowError:
+        except OverflowError:  # an int beyond every float
             as_float = math.inf
-        if as_float != as_float:  # NaN: a symbolic leak under torch.compile comes this way
+        if not isinstance(value, int) and not math.isfinite(as_float):
             raise ValueError(f"leak must be finite, got {value!r}")
         if abs(as_float) >= self.overflow:
             raise ValueError(f"leak={value!r} overflows {self.name}: it would become infinite")
@@ -180,35 +183,43 @@ class FloatRule:
 
 @dataclass(frozen=True)
 class IntegerRule:
-    """An integer dtype: an integral ``leak`` keeps it, a fractional one promotes."""
+    """An integer dtype: an integer ``leak`` keeps it, a float one promotes it as the
+    namespace promotes it for ``leak * x`` (NumPy: float64, as in the seed; PyTorch
+    and JAX: their default float), whatever its value."""
 
     name: str
+    dtype: Any
     low: int
     high: int
+    xp: Any
 
-    def resolve(self, value: int | float) -> tuple[int | float, bool]:
-        """``leak`` to compute with, and whether the result keeps this dtype.
+    def resolve(self, value: int | float) -> tuple[int | float, Any]:
+        """``leak`` to compute with, and the result dtype.
 
-        An integral ``leak`` (0.0 included) keeps the dtype and must fit in it; a
-        fractional one is returned as is, for the namespace's own promotion.
+        An integer ``leak`` must fit in this dtype; a float one is returned as is.
         """
-        if isinstance(value, int) or value.is_integer():
-            return self.cast_leak(value), True
-        return value, False
+        if isinstance(value, int):
+            return self.cast_leak(value), self.dtype
+        if not math.isfinite(value):
+            raise ValueError(f"leak must be finite, got {value!r}")
+        try:
+            return value, self.xp.result_type(self.dtype, value)
+        except (TypeError, ValueError) as error:  # a namespace that refuses the mix
+            raise TypeError(f"leak={value!r}, a float, cannot be used with x of dtype {self.name}: {error}") from None
 
-    def cast_leak(self, value: int | float) -> int:
-        as_int = int(value)
-        if not self.low <= as_int <= self.high:
+    def cast_leak(self, value: int) -> int:
+        if not self.low <= value <= self.high:
             raise ValueError(
                 f"leak={value!r} does not fit in {self.name} "
                 f"[{self.low}, {self.high}], the dtype of x"
             )
-        return as_int
+        return value
 
 
 _rules: dict[Any, dict[Any, FloatRule | IntegerRule]] = {}
 """Rules by namespace, then dtype: dtypes of two namespaces are never compared."""
-_numpy_rules = _rules.setdefault(np, {})
+NUMPY_RULES = _rules.setdefault(np, {})
+"""NumPy's rules by dtype, filled by ``dtype_rule``: a hot path's first lookup."""
 
 
 def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
@@ -237,10 +248,10 @@ def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
         half_ulp = math.ldexp(float(info.eps), math.frexp(largest)[1] - 2)
         # Half the smallest subnormal rounds (ties to even) to zero.
         half_subnormal = float(info.smallest_normal) * float(info.eps) / 2
-        rule: FloatRule | IntegerRule = FloatRule(name, largest + half_ulp, half_subnormal)
+        rule: FloatRule | IntegerRule = FloatRule(name, dtype, largest + half_ulp, half_subnormal)
     elif is_integer:
         info = xp.iinfo(dtype)
-        rule = IntegerRule(name, int(info.min), int(info.max))
+        rule = IntegerRule(name, dtype, int(info.min), int(info.max), xp)
     else:
         raise TypeError(
             f"x has dtype {name}; relukernels takes real floating or integer arrays "
@@ -254,12 +265,9 @@ def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
 
 
 def numpy_result(dtype: Any, leak: int | float) -> tuple[int | float, Any]:
-    """The leak to compute with and the result dtype, for an array of NumPy ``dtype``:
-    the input's dtype, or float64 for an integer dtype with a fractional leak (NumPy's
-    promotion, as in the seed). Raises as ``dtype_rule`` does."""
-    rule = _numpy_rules.get(dtype) or dtype_rule(np, dtype)
-    a, keeps_dtype = rule.resolve(leak)
-    return a, (dtype if keeps_dtype else np.dtype(np.float64))
+    """The leak to compute with and the result dtype, for an array of NumPy ``dtype``
+    (``IntegerRule`` and ``FloatRule``). Raises as ``dtype_rule`` does."""
+    return (NUMPY_RULES.get(dtype) or dtype_rule(np, dtype)).resolve(leak)
 
 
 def out_array(

@@ -103,14 +103,18 @@ def demo(_: argparse.Namespace) -> int:
 
 def info(_: argparse.Namespace) -> int:
     """Versions, threading and which backend each installed library would use."""
-    from relukernels._backends.numpy import PARALLEL_MIN_SIZE, num_threads
+    import numba
+
+    from relukernels._backends.numpy import PARALLEL_MIN_SIZE
 
     print(f"relukernels {rk.__version__}")
     for name in ("numpy", "numba", "numba-cuda", "array-api-compat"):
         print(f"  {name:18} {_version(name)}")
+    threads = numba.get_num_threads()  # starts Numba's threading layer, which the next line names
     print(
-        f"CPU: NumPy arrays run Numba loops; arrays of {PARALLEL_MIN_SIZE:,} elements or more "
-        f"are split over {num_threads()} threads (RELUKERNELS_NUM_THREADS)"
+        f"CPU: NumPy arrays run Numba loops; contiguous arrays of {PARALLEL_MIN_SIZE:,} elements or more "
+        f"run on Numba's {threads} threads (NUMBA_NUM_THREADS), threading layer {numba.threading_layer()!r} "
+        f"(NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
     )
     print("backends (library: installed version -> backend):")
     routes = {
@@ -442,12 +446,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.error("a command is required: demo, info, bench, plot or apply")
-    from relukernels._backends.numpy import num_threads
-
     try:
-        num_threads()  # a bad RELUKERNELS_NUM_THREADS, before any work
-    except ValueError as error:
-        print(f"relukernels: error: {error}", file=sys.stderr)
+        import numba  # noqa: F401  (Numba's own settings, such as NUMBA_NUM_THREADS, fail here)
+    except Exception as error:  # noqa: BLE001
+        print(f"relukernels: error: Numba cannot start: {error}", file=sys.stderr)
         return 2
     try:
         return args.func(args)

@@ -41,11 +41,11 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-@pytest.fixture(params=["one thread", "three threads, tiny chunks"])
+@pytest.fixture(params=["one thread", "Numba's threads at every size"])
 def threading(request, monkeypatch):
-    """Run the NumPy backend's single-call path, and its chunked path on arrays of any size."""
+    """Run the NumPy backend's flat loops in the calling thread, and on Numba's threads
+    at every size."""
     if request.param != "one thread":
         from relukernels._backends import numpy as numpy_backend
 
-        monkeypatch.setattr(numpy_backend, "num_threads", lambda: 3)
         monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)

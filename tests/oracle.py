@@ -2,9 +2,9 @@
 written here and independent of the package.
 
 - ``leak`` is cast to the result dtype before the product: ``x``'s dtype for a
-  floating ``x``, or for an integer ``x`` with an integral leak; NumPy's promotion
-  for an integer ``x`` with a fractional leak (float64, as in the seed) or a floating
-  array leak.
+  floating ``x``, or for an integer ``x`` with an integer leak; NumPy's promotion
+  (NEP 50) for an integer ``x`` with a float leak, whatever its value (a number:
+  float64, as in the seed; an array: ``result_type`` of the two dtypes).
 - Where the cast leak is 0, ``relu`` of ``x <= 0`` is 0 (so ``relu(-inf) == 0``).
 """
 
@@ -17,7 +17,7 @@ def result_dtype(x: np.ndarray, leak) -> np.dtype:
     if x.dtype.kind == "f":
         return x.dtype
     leak = np.asarray(leak)
-    if leak.dtype.kind in "iub" or (leak.ndim == 0 and float(leak).is_integer()):
+    if leak.dtype.kind in "iub":
         return x.dtype
     return np.result_type(x.dtype, leak.dtype) if leak.ndim else np.dtype(np.float64)
 

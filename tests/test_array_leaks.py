@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 import oracle
 import relukernels as rk
-from relukernels._backends import numpy as numpy_backend
 from strategies import FLOAT_DTYPES, INTEGER_DTYPES, broadcast_leaks, strided_arrays
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered")
@@ -28,17 +27,8 @@ def _check(results, x, leak, to_numpy=np.asarray):
     np.testing.assert_array_equal(to_numpy(dy), oracle.relu_dash(x, leak), strict=True)
 
 
-@pytest.fixture(params=["one thread", "three threads, tiny chunks, rows of any length"])
-def threading(request, monkeypatch):
-    """The ufunc and row-by-row paths in one thread; rows of any length in threads."""
-    if request.param != "one thread":
-        monkeypatch.setattr(numpy_backend, "num_threads", lambda: 3)
-        monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)
-        monkeypatch.setattr(numpy_backend, "_MIN_ROW", 1)
-
-
 @given(cases())
-def test_numpy(threading, case):
+def test_numpy(case):
     x, leak = case
     before = x.copy()
     _check((rk.relu(x, leak), rk.relu_dash(x, leak)), x, leak)

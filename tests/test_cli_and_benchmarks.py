@@ -70,11 +70,10 @@ def test_bench_measures_against_the_fastest_copy(capsys):
     copies = [row for row in rows if row["copy_candidate"]]
     import numba
 
-    threads = relukernels._backends.numpy.num_threads()
+    threads = numba.get_num_threads()
     assert {row["case"] for row in copies} == {
         "copy: np.copyto, 1 thread", "copy: numba loop, 1 thread",
-        f"copy: np.copyto, {threads} threads", f"copy: numba loop, {threads} threads",
-        f"copy: numba prange, {numba.get_num_threads()} threads",
+        f"copy: np.copyto, {threads} threads", f"copy: numba prange, {threads} threads",
     }
     limit = max(row["gb_per_s"] for row in copies)
     assert max(row["vs_copy"] for row in copies) == 1.0
@@ -169,28 +168,16 @@ def test_a_missing_peer_says_what_to_install(capsys, monkeypatch):
     assert code == 2 and "not available here: torch (torch needs pip install torch)" in err
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-2"])
 @pytest.mark.parametrize("command", [["info"], ["demo"], ["plot", "x.png"], ["apply", "x.npy", "y.npy"]])
-def test_a_bad_thread_count_in_the_environment_is_one_line(command, value, capsys, monkeypatch, tmp_path):
-    from relukernels._backends.numpy import num_threads  # read once per process: forgotten before and after
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RELUKERNELS_NUM_THREADS", value)
-    num_threads.cache_clear()
-    try:
-        code, out, err = _run(command, capsys)
-    finally:
-        monkeypatch.undo()
-        num_threads.cache_clear()
-    assert code == 2 and out == "" and err.strip() == (
-        f"relukernels: error: RELUKERNELS_NUM_THREADS must be a positive integer, got {value!r}"
-    )
+def test_numba_that_cannot_start_is_one_line(command, tmp_path):
+    """Numba refuses its own bad settings (``NUMBA_NUM_THREADS=0``) when it is imported."""
+    done = subprocess.run([sys.executable, "-m", "relukernels", *command], capture_output=True, text=True,
+                          env={**os.environ, "NUMBA_NUM_THREADS": "0"}, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == "relukernels: error: Numba cannot start: Number of threads specified must be > 0."
 
 
 def test_errors_in_a_real_process_have_no_traceback(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "relukernels", "info"], capture_output=True, text=True,
-                          env={**os.environ, "RELUKERNELS_NUM_THREADS": "abc"}, timeout=120)
-    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
     done = subprocess.run([sys.executable, "-m", "relukernels", "plot", str(tmp_path / "no" / "x.png")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1

@@ -25,7 +25,7 @@ def to_numpy(array):
 @st.composite
 def strict_cases(draw):
     x = draw(strided_arrays(dtypes=DTYPES))
-    leak = draw(leaks_for(x.dtype).filter(lambda v: x.dtype.kind == "f" or float(v).is_integer()))
+    leak = draw(leaks_for(x.dtype).filter(lambda v: x.dtype.kind == "f" or isinstance(v, int)))
     return x, leak, draw(st.sampled_from(DEVICES))
 
 
@@ -43,6 +43,15 @@ def test_array_api_strict_matches_oracle(case):
     y, dy = rk.relu_and_dash(x, leak)
     np.testing.assert_array_equal(to_numpy(y), to_numpy(rk.relu(x, leak)))
     np.testing.assert_array_equal(to_numpy(dy), to_numpy(rk.relu_dash(x, leak)))
+
+
+def test_a_float_leak_with_integers_is_refused_as_the_namespace_refuses_it():
+    """array-api-strict refuses ``0.5 * x`` for an integer ``x``: so does relu."""
+    x = xp.asarray([-2, 3], dtype=xp.int32)
+    assert rk.relu(x, 2).dtype == xp.int32
+    for leak in (0.5, 2.0):
+        with pytest.raises(TypeError, match=r"leak=.*float.*int32"):
+            rk.relu(x, leak)
 
 
 def test_out_and_in_place():

@@ -32,7 +32,7 @@ def _subnormal_in_float32(leak: float) -> bool:
 @given(st.data())
 def test_eager_and_jit_match_the_oracle(data):
     x_np = _without_subnormals(data.draw(strided_arrays(dtypes=JAX_DTYPES, max_dims=3)))
-    leak = data.draw(leaks_for(x_np.dtype).filter(lambda v: x_np.dtype.kind == "f" or float(v).is_integer()))
+    leak = data.draw(leaks_for(x_np.dtype).filter(lambda v: x_np.dtype.kind == "f" or isinstance(v, int)))
     assume(x_np.dtype != np.float32 or not _subnormal_in_float32(leak))  # the test below
     x = jnp.asarray(x_np)
     for function, formula in ((rk.relu, oracle.relu), (rk.relu_dash, oracle.relu_dash)):
@@ -43,6 +43,17 @@ def test_eager_and_jit_match_the_oracle(data):
         for result in (eager, jitted):
             assert isinstance(result, jax.Array) and result.dtype == x.dtype
             np.testing.assert_array_equal(np.asarray(result), expected, strict=True)
+
+
+def test_integers_promote_as_jax_does():
+    """An int leak keeps the integer dtype; a float leak gives JAX's own promotion of
+    ``leak * x`` (its default float), whatever the leak's value."""
+    x = jnp.asarray([-3, 0, 4], dtype=jnp.int32)
+    assert rk.relu(x, 2).dtype == rk.relu(x).dtype == jnp.int32
+    for leak, expected in ((2.0, [-6, 0, 4]), (0.5, [-1.5, 0, 4])):
+        result = rk.relu(x, leak)
+        assert result.dtype == (leak * x).dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(result), expected)
 
 
 def test_grad_is_relu_dash():

@@ -24,7 +24,7 @@ TORCH_DTYPES = [np.dtype(c) for c in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", 
 @given(st.data())
 def test_cpu_tensors_match_the_oracle(data):
     x_np = data.draw(strided_arrays(dtypes=TORCH_DTYPES, steps=(1, 2, 3)))
-    leak = data.draw(leaks_for(x_np.dtype).filter(lambda v: x_np.dtype.kind == "f" or float(v).is_integer()))
+    leak = data.draw(leaks_for(x_np.dtype).filter(lambda v: x_np.dtype.kind == "f" or isinstance(v, int)))
     x = torch.from_numpy(x_np)
     for function, formula in ((rk.relu, oracle.relu), (rk.relu_dash, oracle.relu_dash)):
         result = function(x, leak)
@@ -37,11 +37,15 @@ def test_cpu_tensors_match_the_oracle(data):
 
 
 def test_integer_tensors_promote_as_torch_does():
+    """An int leak keeps the dtype; a float leak, whatever its value, gives what
+    PyTorch gives for ``leak * x``: its default float (not NumPy's float64)."""
     x = torch.tensor([-3, 0, 4], dtype=torch.int16)
-    assert rk.relu(x, 2).dtype == torch.int16
-    result = rk.relu(x, 0.5)
-    assert result.dtype == (0.5 * x).dtype == torch.get_default_dtype()
-    np.testing.assert_array_equal(result.numpy(), [-1.5, 0, 4])
+    assert rk.relu(x, 2).dtype == rk.relu(x).dtype == torch.int16
+    for leak, expected in ((0.5, [-1.5, 0, 4]), (2.0, [-6, 0, 4]), (0.0, [0, 0, 4])):
+        result = rk.relu(x, leak)
+        assert result.dtype == (leak * x).dtype == torch.get_default_dtype()
+        np.testing.assert_array_equal(result.numpy(), expected)
+        assert rk.relu_dash(x, leak).dtype == torch.get_default_dtype()
 
 
 @given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=50), st.floats(-10, 10))

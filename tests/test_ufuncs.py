@@ -119,11 +119,12 @@ def test_nan_and_infinities_raise_no_warning(dtype, leak, layout):
 
 @pytest.mark.parametrize("dtype", INTEGER_DTYPES)
 def test_integer_promotion_is_numpys(dtype):
-    """An integral leak keeps the integer dtype; a fractional one gives float64, as
-    ``np.where(x <= 0, leak * x, x)`` does."""
+    """An int leak keeps the integer dtype; a float one gives float64, whatever its
+    value, as ``np.where(x <= 0, leak * x, x)`` does: the ufunc and rk.relu agree."""
     x = np.array([0, 4], dtype)
-    assert ufuncs.relu(x, 2).dtype == dtype
-    assert ufuncs.relu(x, 0.5).dtype == rk.relu(x, 0.5).dtype == np.float64
+    assert ufuncs.relu(x, 2).dtype == rk.relu(x, 2).dtype == dtype
+    for leak in (0.5, 2.0, 0.0):
+        assert ufuncs.relu(x, leak).dtype == rk.relu(x, leak).dtype == np.where(x <= 0, leak * x, x).dtype == np.float64
 
 
 def test_callable_from_numba_njit():

@@ -96,8 +96,7 @@ def test_oracle_is_the_seed_formula_on_integers(case):
         expected = seed_relu(x, leak)
         result = oracle.relu(x, leak)
     np.testing.assert_array_equal(result, expected)
-    if not (isinstance(leak, float) and leak.is_integer()):
-        assert result.dtype == expected.dtype
+    assert result.dtype == expected.dtype
 
 
 @pytest.mark.parametrize("dtype", [d for d in REAL_DTYPES if d.kind == "f"])
@@ -148,10 +147,13 @@ def test_array_likes_become_numpy(value, dtype):
 
 
 def test_integer_dtype_rules():
+    """NEP 50, as the seed's np.where gives it: an int leak (the default 0 too) keeps
+    the integer dtype; a float leak gives float64, whatever its value."""
     x = np.array([-3, 0, 4], np.int16)
+    for leak, dtype in ((0, np.int16), (2, np.int16), (0.0, np.float64), (2.0, np.float64), (0.5, np.float64)):
+        seed = np.where(x <= 0, leak * x, x)
+        assert rk.relu(x, leak).dtype == rk.relu_dash(x, leak).dtype == seed.dtype == dtype
+        assert rk.relu_and_dash(x, leak)[0].dtype == rk.ufuncs.relu(x, leak).dtype == dtype
+        np.testing.assert_array_equal(rk.relu(x, leak), seed)
     assert rk.relu(x).dtype == np.int16
-    assert rk.relu(x, 0.0).dtype == np.int16
-    assert rk.relu(x, 2).dtype == np.int16
-    assert rk.relu(x, 0.5).dtype == np.float64
-    assert rk.relu_dash(x, 0.5).dtype == np.float64
     np.testing.assert_array_equal(rk.relu(np.array([-100], np.int8), 2), [56])  # wraps as NumPy does

@@ -18,9 +18,10 @@ class Backend(Protocol):
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         """``op`` over ``x``: its results, written into ``outs`` where one is given.
 
-        ``leak`` arrives checked by ``relukernels._validate.leak``: a Python number,
-        or an array still to be checked with ``_validate.array_leak``. ``outs`` has
-        one entry per result, each ``None`` or an unchecked array.
+        ``leak`` arrives as the caller gave it: the backend checks it with
+        ``relukernels._validate.leak`` (a number comes back a Python number, an array
+        as it is, to check with ``_validate.array_leak``). ``outs`` has one entry per
+        result, each ``None`` or an unchecked array.
         """
 
     def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:

@@ -50,7 +50,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from numba import config, cuda
 
-from .. import _scalar
+from .. import _kernels
 from .._ops import OPERATIONS, RELU_BACKWARD, Operation
 from ._cuda_quads import load_quad, store_quad
 
@@ -68,10 +68,8 @@ ELEMENTS_PER_STEP = {"quads": 4 * QUADS, "flat": TILE, "strided": 1, "leaks": 1}
 KERNEL_OPERATIONS: dict[str, Operation] = {**OPERATIONS, RELU_BACKWARD.name: RELU_BACKWARD}
 """The operations with kernels, by name."""
 
-_DEVICE_FUNCTIONS = {
-    element: cuda.jit(device=True)(element) for element in (_scalar.relu, _scalar.relu_dash, _scalar.relu_backward)
-}
-"""The element formulas as CUDA device functions."""
+_DEVICE_FUNCTIONS = {name: cuda.jit(device=True)(element) for name, element in _kernels.ELEMENTS.items()}
+"""The element formulas as CUDA device functions, by name."""
 
 
 def _readers(inputs: int) -> tuple[Any, Any]:

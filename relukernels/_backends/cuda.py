@@ -221,6 +221,7 @@ def _kernel_input(adapter: Any, x: Any) -> tuple[int, "_Layout"]:
 def _resolve_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[Any, Any, np.dtype]:
     """The leak checked for ``x``: an array leak cast to the result dtype (``a`` is
     None), or a number as ``a`` (``leak`` is None); and ``relu``'s result dtype."""
+    leak = _validate.leak(leak)
     if _validate.is_array_leak(leak):
         leak, dtype = _device_leak(adapter, leak, x, x_layout)
         return leak, None, dtype

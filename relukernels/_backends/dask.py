@@ -33,6 +33,7 @@ class DaskBackend:
             raise TypeError("out= is not supported for Dask arrays, which are immutable; use the result")
         import dask.array as da
 
+        leak = _validate.leak(leak)
         function = getattr(relukernels, op.name)
         leak_is_array = _validate.is_array_leak(leak)
         if leak_is_array:
@@ -52,6 +53,7 @@ class DaskBackend:
             raise TypeError("out= is not supported for Dask arrays, which are immutable; use the result")
         import dask.array as da
 
+        leak = _validate.leak(leak)
         if _known(grad.shape) and _known(x.shape):
             _validate.grad_shape(grad.shape, x.shape)
             grad = da.broadcast_to(grad, x.shape).rechunk(x.chunks)

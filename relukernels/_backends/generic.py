@@ -11,15 +11,16 @@ from .._ops import RELU_BACKWARD, Operation, device_of
 
 
 def resolve_leak(xp: Any, x: Any, leak: Any) -> tuple[Any, Any]:
-    """The leak as the formulas take it, and the result dtype, for ``x`` of ``xp``."""
+    """The leak as the formulas take it, and the result dtype, for ``x`` of ``xp``
+    (``leak`` as the caller gave it)."""
+    leak = _validate.leak(leak)
     if _validate.is_array_leak(leak):
         import array_api_compat
 
         if array_api_compat.array_namespace(leak) is not xp:
             raise TypeError(f"leak must be an array of x's library, got {type(leak).__module__}.{type(leak).__name__}")
         return _validate.array_leak(xp, leak, x.shape, x.dtype)
-    value, keeps_dtype = _validate.dtype_rule(xp, x.dtype).resolve(leak)
-    return value, (x.dtype if keeps_dtype else xp.result_type(x.dtype, value))
+    return _validate.dtype_rule(xp, x.dtype).resolve(leak)
 
 
 def formulas(op: Operation, xp: Any, x: Any, leak: Any) -> list:

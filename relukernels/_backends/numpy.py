@@ -1,33 +1,35 @@
-"""NumPy arrays: Numba loops for a scalar leak, the ufuncs of ``relukernels.ufuncs``
-for the rest.
+"""NumPy arrays on the CPU kernels of ``relukernels._kernels``, by one of three routes:
 
-How a call runs (benchmarks/RESULTS.md has the measurements behind each choice):
+1. **Flat loops**: ``x`` and the outputs contiguous in one order (C or Fortran), a
+   dtype with a loop that the result keeps, a number leak, and every output new,
+   ``x`` itself or apart from it. The compiled loop runs over the flat data in the
+   calling thread, or from ``PARALLEL_MIN_SIZE`` elements on Numba's threads.
+2. **The ufuncs** of ``relukernels.ufuncs`` for everything else with a loop (other
+   layouts, array leaks, float16, integers that a float leak promotes, outputs that
+   partly overlap ``x``): NumPy's machinery does the strides, broadcasting, casts and
+   overlap. Containers (``ufunc_protocol``) come this way too.
+3. **NumPy's own operations**, the array-API formulas, for real dtypes without a
+   loop (longdouble).
 
-- a scalar leak over arrays that are all C- (or all F-) contiguous and do not
-  overlap runs the ``njit`` loops of ``_numba_cpu`` over 1-d views, on chunks in
-  threads when large;
-- a scalar leak over any other layout runs the strided ``guvectorize`` loop along the
-  axis with the smallest stride, NumPy's gufunc machinery doing the other axes and
-  any overlap;
-- an array leak that is constant along ``x``'s trailing axes (PReLU's ``(C, 1, 1)``
-  against ``(N, C, H, W)``) runs the rows loops, each row of those axes with its own
-  leak, in threads when large; any other array leak calls the ufunc, whose
-  machinery broadcasts it;
-- ``relu_backward`` (``backward``) runs a threaded ``njit`` loop over ``grad`` and
-  ``x`` when both and the output share a dtype and a contiguous layout and the leak
-  is a number, and its ufunc otherwise;
-- float16, which Numba lacks, maps its bit patterns through tables of all 65,536
-  results that NumPy itself computed (the ufunc for array leaks); real dtypes
-  without a loop (longdouble) take the formula in NumPy's operations.
+Threads are Numba's own (``parallel=True``), in whatever threading layer Numba chose
+and with its thread count (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``); nothing
+here changes either. Two rules keep every layer safe: one call at a time runs on the
+threads, and a call that finds them busy runs in its own thread (Numba's ``workqueue``
+layer aborts when two threads use it at once); and a process forked after Numba
+started its ``omp`` layer runs every call in its own thread (GNU OpenMP kills a forked
+child on its first parallel region).
+
+No call warns (``docs/contract.md``, "Warnings"): the formulas compare quietly, and
+the ufunc calls whose products can overflow or meet a signalling NaN (and every float16
+call, which casts) run with NumPy's overflow and invalid warnings off; nothing reads
+the flat loops' floating-point flags.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict
 from typing import Any, Callable
 
 import numpy as np
@@ -35,51 +37,38 @@ import numpy as np
 from .. import _validate
 from .._ops import RELU_BACKWARD, Operation
 
-_LOOP_DTYPES = frozenset(np.dtype(c) for c in "f4 f8 i1 i2 i4 i8 u1 u2 u4 u8".split())
+LOOP_DTYPES = tuple(np.dtype(c) for c in "i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
+"""The dtypes with compiled loops, smallest first (the order the ufuncs need)."""
+_HAS_LOOP = frozenset(LOOP_DTYPES)
+_LOOP_NUMS = frozenset(dtype.num for dtype in LOOP_DTYPES)
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
-_UINT16 = np.dtype(np.uint16)
-_ALL_FLOAT16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
 
-PARALLEL_MIN_SIZE = 1 << 20
-"""Arrays with fewer elements run in the calling thread: handing chunks to the pool
-costs 60-100 µs on the 2-core development machine, so two threads pay only from about
-a million elements (benchmarks/RESULTS.md, "Threads")."""
-
-_CHUNK_ALIGN = 1024
+PARALLEL_MIN_SIZE = 1 << 16
+"""Calls on this many elements or more run on Numba's threads (benchmarks/RESULTS.md,
+"Threads")."""
 
 
-@functools.cache
-def num_threads() -> int:
-    """Threads for large arrays: ``RELUKERNELS_NUM_THREADS``, else the usable CPUs.
-    Read once, on first use."""
-    configured = os.environ.get("RELUKERNELS_NUM_THREADS", "").strip()
-    if configured:
-        if not configured.isdigit() or int(configured) < 1:
-            raise ValueError(f"RELUKERNELS_NUM_THREADS must be a positive integer, got {configured!r}")
-        return int(configured)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+class _Threads:
+    """Whether a flat loop may run on Numba's threads now (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.usable = True
+
+    def after_fork_in_child(self) -> None:
+        import numba
+
+        self.lock = threading.Lock()  # another thread of the parent may have held it
+        try:
+            self.usable = numba.threading_layer() != "omp"
+        except ValueError:  # no layer started in the parent: the child may start its own
+            pass
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _thread_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(num_threads(), thread_name_prefix="relukernels")
-        return _pool
-
-
-def _forget_pool_after_fork() -> None:
-    """A forked child inherits the pool object but none of its threads: start afresh."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool_after_fork)
+_threads = _Threads()
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_threads.after_fork_in_child)
 
 
 class NumpyBackend:
@@ -89,59 +78,72 @@ class NumpyBackend:
 
     def run(self, op: Operation, x: np.ndarray, leak: Any, outs: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array)."""
-        a, dtype = _resolve_leak(x, leak)
-        overlaps = False
-        checked = []
+        if type(leak) is float or type(leak) is int:
+            a, dtype = (_validate.NUMPY_RULES.get(x.dtype) or _validate.dtype_rule(np, x.dtype)).resolve(leak)
+            if op.nout == 1 and dtype is x.dtype and x.flags.c_contiguous and dtype.num in _LOOP_NUMS:
+                # The common call: one result of a C-contiguous x and a number leak.
+                out = outs[0]
+                if out is None:
+                    out = np.empty(x.shape, dtype)
+                else:
+                    _check_out(out, x, dtype, "out")
+                    if not _flat_with(out, x, "C"):
+                        call_ufuncs(op, (x,), a, dtype, [out])
+                        return [out]
+                n = x.size
+                if n and n < PARALLEL_MIN_SIZE:
+                    loop = _serial_loops[op.name].get(dtype) or flat_loop(op, dtype, False)
+                    loop(x, out, a) if x.ndim == 1 else loop(x.reshape(-1), out.reshape(-1), a)
+                elif n:
+                    _run_flat(op, dtype, [x.reshape(-1), out.reshape(-1)], a)
+                return [out]
+        else:
+            a, dtype = _resolve_leak(x, _validate.leak(leak))
+        order = _order(x)
+        flat = order is not None and type(a) is not np.ndarray and dtype is x.dtype and dtype.num in _LOOP_NUMS
+        results = []
         for out, name in zip(outs, op.out_names):
-            checked.append(_output(out, x, dtype, name))
-            overlaps = overlaps or (out is not None and _overlap(out, x))
-        if len(checked) == 2 and _overlap(*checked):
+            if out is None:
+                results.append(np.empty(x.shape, dtype, order) if order else np.empty_like(x, dtype=dtype))
+            else:
+                _check_out(out, x, dtype, name)
+                flat = flat and _flat_with(out, x, order)
+                results.append(out)
+        if len(results) == 2 and outs[0] is not None and outs[1] is not None and np.may_share_memory(*results):
             raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
         if x.size == 0:
-            return checked
-        if x.dtype not in _LOOP_DTYPES and x.dtype != _FLOAT16:
-            with np.errstate(all="ignore"):
-                for out, formula in zip(checked, op.formulas):
-                    out[...] = formula(np, x, a, dtype)
-        elif isinstance(a, np.ndarray):
-            if dtype not in _LOOP_DTYPES or x.dtype == _FLOAT16 or not _by_rows(op, x, a, checked, overlaps):
-                call_ufunc(op, (x,), a, dtype, checked)
-        elif overlaps or not _flat(op, x, a, checked):
-            _strided(op, x, a, checked)
-        return checked
+            return results
+        if flat:
+            _run_flat(op, dtype, _flat_views([x, *results], order), a)
+        else:
+            call_ufuncs(op, (x,), a, dtype, results)
+        return results
 
     def backward(self, grad: np.ndarray, x: np.ndarray, leak: Any, out: Any) -> np.ndarray:
-        """``relu_backward``: the ``njit`` loop when ``grad``, ``x`` and ``out`` share a
-        dtype and a contiguous layout and the leak is a number (on chunks in threads
-        when large), else the ufunc; ``out`` may be ``grad`` or ``x`` itself."""
-        a, dash_dtype = _resolve_leak(x, leak)
+        """``relu_backward``: ``grad * relu_dash(x, leak)`` into ``out`` (``None`` or an
+        array; may be ``grad`` or ``x`` itself)."""
+        a, dash_dtype = _resolve_leak(x, _validate.leak(leak))
         if grad.shape != x.shape:
             _validate.grad_shape(grad.shape, x.shape)
             grad = np.broadcast_to(grad, x.shape)
         dtype = dash_dtype if grad.dtype == dash_dtype else _validate.grad_dtype(np, grad.dtype, dash_dtype)
-        given = out
-        out = _output(out, x, dtype, "out")
-        overlaps = given is not None and (_overlap(out, grad) or _overlap(out, x))
+        order = _order(x)
+        if out is None:
+            result = np.empty(x.shape, dtype, order) if order else np.empty_like(x, dtype=dtype)
+        else:
+            _check_out(out, x, dtype, "out")
+            result = out
         if x.size == 0:
-            return out
-        if dtype not in _LOOP_DTYPES and dtype != _FLOAT16:
-            with np.errstate(all="ignore"):
-                out[...] = RELU_BACKWARD.formulas[0](np, grad, x, a, dash_dtype)
-            return out
-        views = None
-        if not overlaps and not isinstance(a, np.ndarray) and grad.dtype == x.dtype == dtype != _FLOAT16:
-            views = _flat_views([grad, x, out])
-        if views is None:  # the leak rounded to relu_dash's dtype first, as the product does
-            with np.errstate(all="ignore"):  # inf * 0 is the product's NaN, as in the loop
-                call_ufunc(RELU_BACKWARD, (grad, x), a if isinstance(a, np.ndarray) else dash_dtype.type(a), dtype, (out,))
-            return out
-        kernel = _loops["backward", dtype]
-        g, v, y = views
-        if x.size < PARALLEL_MIN_SIZE:
-            kernel(g, v, a, y)
-            return out
-        _in_chunks(lambda lo, hi: kernel(g[lo:hi], v[lo:hi], a, y[lo:hi]), x.size, x.size, _CHUNK_ALIGN)
-        return out
+            return result
+        if (order is not None and type(a) is not np.ndarray and dtype.num in _LOOP_NUMS
+                and grad.dtype is x.dtype is dtype and _flat_with(grad, x, order)
+                and (out is None or (_flat_with(out, x, order) and _flat_with(out, grad, order)))):
+            _run_flat(RELU_BACKWARD, dtype, _flat_views([grad, x, result], order), a)
+            return result
+        # The leak rounded to relu_dash's dtype first, as the product does.
+        a = a if type(a) is np.ndarray else dash_dtype.type(a)
+        call_ufuncs(RELU_BACKWARD, (grad, x), a, dtype, [result])
+        return result
 
 
 def _resolve_leak(x: np.ndarray, leak: Any) -> tuple[Any, np.dtype]:
@@ -154,188 +156,130 @@ def _resolve_leak(x: np.ndarray, leak: Any) -> tuple[Any, np.dtype]:
     raise TypeError(f"leak must be a number or a NumPy array for a NumPy x, got {type(leak).__name__}")
 
 
-def _output(out: Any, x: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
-    """``out`` checked to take a result of ``x``'s shape in ``dtype``, or a new array
-    in ``x``'s memory order."""
-    if out is None:
-        return np.empty_like(x, dtype=dtype, subok=False)
+def _order(x: np.ndarray) -> str | None:
+    """"C" or "F" where ``x`` is contiguous in that order (C first), else ``None``."""
+    flags = x.flags
+    return "C" if flags.c_contiguous else "F" if flags.f_contiguous else None
+
+
+def _check_out(out: Any, x: np.ndarray, dtype: np.dtype, name: str) -> None:
+    """``out`` must take a result of ``x``'s shape in ``dtype``."""
     if not (type(out) is np.ndarray and out.shape == x.shape and out.dtype == dtype and out.flags.writeable):
         _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
-    return out
 
 
-def call_ufunc(op: Operation, inputs: tuple, a: Any, dtype: np.dtype | None, outs: tuple | list) -> list:
-    """``op``'s ufunc over ``inputs`` (arrays or containers: ``(x,)``, or ``(grad, x)``
-    for ``relu_backward``) with leak ``a`` in result
-    ``dtype`` (``None``: NumPy resolves it), into ``outs`` (each ``None`` or an array).
+def _flat_with(array: np.ndarray, x: np.ndarray, order: str) -> bool:
+    """Whether ``array`` can go with ``x`` (contiguous in ``order``) into a flat loop:
+    contiguous in that order, and ``x`` itself or apart from it (two arrays that own
+    their memory are apart, without a look at it)."""
+    contiguous = array.flags.c_contiguous if order == "C" else array.flags.f_contiguous
+    return contiguous and (array is x or (array.base is None and x.base is None) or not np.may_share_memory(array, x))
+
+
+def _flat_views(arrays: list[np.ndarray], order: str) -> list[np.ndarray]:
+    """1-d views of ``arrays``, all contiguous in ``order``, in one element order."""
+    if arrays[0].ndim == 1:
+        return arrays
+    return [array.reshape(-1) if order == "C" else array.T.reshape(-1) for array in arrays]
+
+
+def _run_flat(op: Operation, dtype: np.dtype, arrays: list[np.ndarray], a: int | float) -> None:
+    """``op``'s flat loop over 1-d ``arrays`` (inputs, then outputs): on Numba's
+    threads when the call is large and they are free, else in this thread."""
+    if arrays[0].shape[0] < PARALLEL_MIN_SIZE or not _threads.usable or not _threads.lock.acquire(blocking=False):
+        (_serial_loops[op.name].get(dtype) or flat_loop(op, dtype, False))(*arrays, a)
+        return
+    try:
+        flat_loop(op, dtype, True)(*arrays, a)
+    finally:
+        _threads.lock.release()
+
+
+_flat_loops: dict[tuple[str, int, bool], Callable[..., None]] = {}
+_serial_loops: dict[str, dict[np.dtype, Callable[..., None]]] = defaultdict(dict)
+"""The loops in the calling thread again, by operation name and dtype: the lean path's
+lookup."""
+
+
+def flat_loop(op: Operation, dtype: np.dtype, parallel: bool) -> Callable[..., None]:
+    """``op``'s loop over 1-d C-contiguous arrays of ``dtype``, on Numba's threads if
+    ``parallel``: called ``loop(*inputs, *outputs, leak)``, the leak a Python number
+    that Numba converts to ``dtype`` (correctly rounded). Compiled, or loaded from
+    Numba's disk cache, on first use."""
+    key = (op.name, dtype.num, parallel)
+    loop = _flat_loops.get(key)
+    if loop is None:
+        import numba
+
+        from .. import _kernels
+
+        t = numba.from_dtype(dtype)
+        # Inputs typed read-only accept writeable arrays too (read-only ones, such as a
+        # memory-mapped file opened for reading, would match no writeable signature).
+        read, write = numba.types.Array(t, 1, "C", readonly=True), numba.types.Array(t, 1, "C")
+        signature = numba.void(*[read] * len(op.inputs), *[write] * op.nout, t)
+        elements = tuple(_kernels.ELEMENTS[name] for name in op.elements)
+        template = _kernels.flat_loop(elements, len(op.inputs), parallel)
+        loop = _flat_loops[key] = _kernels.compiled(
+            lambda **cache: numba.njit([signature], nogil=True, parallel=parallel, **cache), template
+        )
+        if not parallel:
+            _serial_loops[op.name][dtype] = loop
+    return loop
+
+
+def call_ufuncs(op: Operation, inputs: tuple, a: Any, dtype: np.dtype, outs: list) -> list:
+    """``op``'s results by the ufuncs: one single-output ufunc per result (xarray and
+    Dask take no gufuncs) over ``inputs`` (arrays or containers: ``(x,)``, or ``(grad,
+    x)`` for ``relu_backward``), with leak ``a``, into ``outs`` (each ``None`` or an
+    array), in result ``dtype``.
+
+    An output that overlaps ``x`` is written last, after the results that read ``x``;
+    if two do, ``x`` is copied first. Real dtypes without a loop take the array-API
+    formulas in NumPy's operations instead.
+    """
+    x = inputs[-1]
+    if dtype not in _HAS_LOOP and dtype != _FLOAT16:
+        with np.errstate(all="ignore"):
+            for out, formula in zip(outs, op.formulas):
+                out[...] = formula(np, *inputs, a, dtype)
+        return outs
+    overlapping = [i for i, out in enumerate(outs) if out is not None and np.may_share_memory(out, x)]
+    if len(overlapping) > 1:
+        inputs = (*inputs[:-1], np.copy(x))
+    results = list(outs)
+    for i in sorted(range(len(outs)), key=lambda i: i in overlapping):
+        name = op.parts[i]
+        if _may_raise_flags(name, dtype):
+            with np.errstate(over="ignore", invalid="ignore"):
+                results[i] = call_ufunc(name, inputs, a, dtype, outs[i])
+        else:
+            results[i] = call_ufunc(name, inputs, a, dtype, outs[i])
+    return results
+
+
+def _may_raise_flags(name: str, dtype: np.dtype) -> bool:
+    """Whether the ufunc ``name`` may raise a floating-point flag in ``dtype``, which
+    NumPy would report as a warning: a product (``relu``'s ``leak * x``,
+    ``relu_backward``'s ``grad * leak``) overflows for a leak beyond ±1, is NaN for an
+    infinite ``grad`` and a zero leak, and is 'invalid' for a signalling NaN; float16
+    goes through casts, which are 'invalid' for a signalling NaN too. ``relu_dash``
+    in float32 or float64 only selects."""
+    return dtype.kind == "f" and (name != "relu_dash" or dtype == _FLOAT16)
+
+
+def call_ufunc(name: str, inputs: tuple, a: Any, dtype: np.dtype, out: Any) -> Any:
+    """The ufunc ``name`` (single-output) over ``inputs`` with leak ``a`` in result
+    ``dtype``, into ``out`` (``None``: a new result).
 
     Float16 runs the float32 loop on a float16 leak: exact once stored as float16.
     """
     from ..ufuncs import UFUNCS
 
-    options: dict[str, Any] = {} if all(out is None for out in outs) else {"out": tuple(outs)}
-    if dtype is not None:
-        a = a if isinstance(a, np.ndarray) else dtype.type(a)
-        options["dtype"] = _FLOAT32 if dtype == _FLOAT16 else dtype
-    results = UFUNCS[op.name](*inputs, a, **options)
-    results = list(results) if op.nout > 1 else [results]
-    if dtype == _FLOAT16:
-        results = [r if out is not None else r.astype(_FLOAT16) for r, out in zip(results, outs)]
-    return results
-
-
-def _flat(op: Operation, x: np.ndarray, a: int | float, outs: list) -> bool:
-    """Run ``op`` on the ``njit`` loops if every array is contiguous in one order, on
-    chunks in threads when large; return whether it ran."""
-    arrays = _flat_views([x, *outs])
-    if arrays is None:
-        return False
-    kernel, extras, arrays = _loop(op, "flat", a, arrays)
-    if x.size < PARALLEL_MIN_SIZE:
-        kernel(arrays[0], *extras, *arrays[1:])
-        return True
-    _in_chunks(lambda lo, hi: kernel(arrays[0][lo:hi], *extras, *[y[lo:hi] for y in arrays[1:]]),
-               x.size, x.size, _CHUNK_ALIGN)
-    return True
-
-
-def _flat_views(arrays: list[np.ndarray]) -> list[np.ndarray] | None:
-    """1-d views of same-shaped ``arrays`` in one element order, if all are C- or all
-    are F-contiguous; else ``None``."""
-    for array in arrays:  # plain loops: a small call's checks cost more than its kernel
-        if not array.flags.c_contiguous:
-            break
-    else:
-        return arrays if arrays[0].ndim == 1 else [array.reshape(-1) for array in arrays]
-    for array in arrays:
-        if not array.flags.f_contiguous:
-            return None
-    return [array.T.reshape(-1) for array in arrays]
-
-
-def _strided(op: Operation, x: np.ndarray, a: int | float, outs: list) -> None:
-    """Run ``op``'s strided loop along the axis of ``x`` with the smallest stride
-    (unit axes dropped, so that a column view is one long run)."""
-    keep = tuple(d for d, n in enumerate(x.shape) if n != 1) or (0,)
-    arrays = [array.reshape([array.shape[d] for d in keep]) if x.ndim else array.reshape(1) for array in (x, *outs)]
-    inner = int(np.argmin([abs(s) for s in arrays[0].strides]))
-    arrays = [np.moveaxis(array, inner, -1) for array in arrays]
-    kernel, extras, arrays = _loop(op, "strided", a, arrays)
-    kernel(arrays[0], *extras, *arrays[1:])
-
-
-_MIN_ROW = 64
-"""Rows shorter than this call the ufunc instead: the loop's cost per row dominates."""
-
-
-def _by_rows(op: Operation, x: np.ndarray, a: np.ndarray, outs: list, overlaps: bool) -> bool:
-    """Run ``op``'s rows loop over ``x`` seen as rows of the trailing axes along which
-    the leak ``a`` is constant, each row with its own leak, on chunks of rows in
-    threads when large; return whether ``x`` and the outputs allow it (C-contiguous
-    rows, long enough to pay for the loop's cost per row)."""
-    leak = np.broadcast_to(a, x.shape)
-    trailing = 0
-    while trailing < x.ndim and (leak.strides[-1 - trailing] == 0 or x.shape[-1 - trailing] == 1):
-        trailing += 1
-    lead = x.shape[: x.ndim - trailing]
-    row = math.prod(x.shape[x.ndim - trailing :])
-    if not trailing or row < _MIN_ROW:
-        return False
-    rows = math.prod(lead)
-    try:  # each row must be one run in memory: no copies
-        arrays = [np.reshape(array, (rows, row), copy=False) for array in (x, *outs)]
-    except ValueError:
-        return False
-    if not all(array.flags.c_contiguous for array in arrays):
-        return False
-    row_leaks = np.broadcast_to(leak[(..., *[0] * trailing)], lead).reshape(rows)
-    kernel = _loops["rows", op.name, x.dtype, outs[0].dtype]
-    if overlaps:
-        arrays = [arrays[0].copy(), *arrays[1:]]
-    _in_chunks(lambda lo, hi: kernel(arrays[0][lo:hi], row_leaks[lo:hi], *[y[lo:hi] for y in arrays[1:]]),
-               rows, x.size, 1)
-    return True
-
-
-def _loop(op: Operation, kind: str, a: int | float, arrays: list[np.ndarray]) -> tuple:
-    """The compiled ``kind`` ("flat" or "strided") loop for ``op`` over ``arrays``
-    (``x``, then the outputs), its extra arguments, and the arrays as it takes them:
-    float16 runs the lookup loops over bit patterns."""
-    if arrays[0].dtype == _FLOAT16:
-        tables = _float16_tables(a)
-        name = "lookup" if op.nout == 1 else "lookup_pair"
-        extras = tuple(tables[part] for part in op.parts)
-        return _loops[kind, name, _UINT16, _UINT16], extras, [array.view(_UINT16) for array in arrays]
-    # The leak goes as a Python number, which Numba converts to the loop's type
-    # (correctly rounded) faster than it types a NumPy scalar.
-    return _loops[kind, op.name, arrays[0].dtype, arrays[1].dtype], (a,), arrays
-
-
-def _in_chunks(run: Callable[[int, int], None], length: int, size: int, align: int) -> None:
-    """``run(lo, hi)`` over ``range(length)``: at once when ``size`` (the elements
-    behind it) is small, else on chunks (multiples of ``align``) in threads."""
-    pieces = min(num_threads(), length)
-    if size < PARALLEL_MIN_SIZE or pieces < 2:
-        run(0, length)
-        return
-    bounds = _chunk_bounds(length, pieces, align)
-    futures = [_thread_pool().submit(run, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
-    run(bounds[0], bounds[1])
-    for future in futures:
-        future.result()
-
-
-def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether ``a`` and ``b`` may share memory without being the same array object."""
-    if a is b or (a.base is None and b.base is None):
-        return False
-    return bool(np.may_share_memory(a, b))
-
-
-@functools.lru_cache(maxsize=64)
-def _float16_tables(a: float) -> dict[str, np.ndarray]:
-    """Every single-output operation of every float16 value, as uint16 bit patterns,
-    by the operation's name.
-
-    NumPy's float16 product rounds the exact float32 product once, so these are the
-    correctly rounded results that the contract asks for.
-    """
-    from .._ops import OPERATIONS
-
-    tables = {}
-    with np.errstate(all="ignore"):
-        for op in (op for op in OPERATIONS.values() if op.nout == 1):
-            table = np.ascontiguousarray(op.formulas[0](np, _ALL_FLOAT16, a, _FLOAT16)).view(_UINT16)
-            table.flags.writeable = False  # shared by every later call with this leak
-            tables[op.name] = table
-    return tables
-
-
-class _CompiledLoops(dict):
-    """Compiled loops by (kind: "flat", "strided" or "rows", name, input dtype,
-    output dtype), or ("backward", dtype), compiled (or loaded from Numba's disk cache) on first use."""
-
-    def __missing__(self, key: tuple) -> Callable[..., None]:
-        from . import _numba_cpu
-
-        num_threads()  # a bad RELUKERNELS_NUM_THREADS fails the first call, not the first large one
-
-        kind, *signature = key
-        if kind == "rows":
-            loop = _numba_cpu.rows_loop(*signature)
-        elif kind == "backward":
-            loop = _numba_cpu.backward_loop(*signature)
-        else:
-            loop = _numba_cpu.loop(signature[0], kind == "flat", *signature[1:])
-        self[key] = loop
-        return loop
-
-
-_loops = _CompiledLoops()
-
-
-def _chunk_bounds(length: int, pieces: int, align: int) -> list[int]:
-    step = -(-length // pieces)
-    if length >= pieces * align:
-        step = -(-step // align) * align
-    return [min(i * step, length) for i in range(pieces)] + [length]
+    a = a if type(a) is np.ndarray else dtype.type(a)
+    # The loop's dtype in native byte order: NumPy casts big-endian data itself.
+    loop_dtype = _FLOAT32 if dtype == _FLOAT16 else dtype.newbyteorder("=")
+    result = UFUNCS[name](*inputs, a, out=out, dtype=loop_dtype)
+    if dtype == _FLOAT16 and out is None:
+        result = result.astype(_FLOAT16)
+    return result

@@ -1,17 +1,29 @@
-"""PyTorch tensors: CPU tensors on the NumPy kernels through zero-copy views, CUDA
-tensors on the CUDA kernels on PyTorch's current stream, autograd kept working.
+"""PyTorch tensors: PyTorch's own kernels where they give the contract's bits, CPU
+tensors on the NumPy kernels through zero-copy views, CUDA tensors on the CUDA
+kernels on PyTorch's current stream, autograd kept working.
 
-A tensor (or a leak tensor) that requires grad goes through a
-``torch.autograd.Function`` whose backward is ``relu_backward`` (one pass on the
-kernels) and gives a leak tensor PReLU's gradient. Dtypes NumPy lacks (bfloat16), integer tensors with a
-fractional leak (PyTorch promotes them to its default float, not to float64), and
-tensors on devices without kernels take the formulas in PyTorch's own operations.
+- Without autograd, ``relu`` of a float32 or float64 tensor with a number leak is
+  PyTorch's ``leaky_relu`` (``relu`` for a zero leak): the same bits, at PyTorch's
+  cost. Everything else runs on the kernels.
+- A tensor (or a leak tensor) that requires grad, or a dual tensor of forward AD,
+  goes through the ``torch.autograd.Function`` of ``_relu_function``: its forward is
+  the call above, its backward ``relu_backward`` (one pass on the kernels; PyTorch's
+  ``leaky_relu_backward`` gives the slope at NaN, the contract 1), and a leak tensor
+  gets PReLU's gradient. Outside ``torch.func``'s transforms it is applied without
+  ``Function.apply``'s argument binding.
+- Under ``torch.compile`` the calls are ``torch.library`` custom ops with registered
+  autograd (``_define_custom_ops``): Dynamo cannot trace an ``autograd.Function``
+  with a forward-AD rule, which ``torch.func.jvp`` needs, so the two share the
+  kernels and the backward, not the class.
+- Dtypes NumPy lacks (bfloat16), integer tensors that a float leak promotes (to
+  PyTorch's default float, not float64), and tensors on devices without kernels take
+  the formulas in PyTorch's own operations.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 from .. import _validate
 from .._ops import RELU, RELU_BACKWARD, RELU_DASH, Operation, leak_gradient_formula
@@ -29,16 +41,18 @@ class TorchBackend:
     name = "torch"
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
-        if op is RELU and type(leak) is float and outs[0] is None and _CUSTOM_OPS and not _validate.compiling():
-            fast = _leaky_relu(x, leak)
-            if fast is not None:
-                return [fast]
         import torch
 
-        _check_leak_type(leak)
         if torch.compiler.is_compiling():  # Dynamo traces the registered custom ops
             return _compiled(op, x, leak, outs)
-        register_custom_ops()
+        leak = _validate.leak(leak)
+        _check_leak_type(leak)
+        if not _tracks_grad(x, leak) and not torch._C._are_functorch_transforms_active():
+            if op is RELU and outs[0] is None and not _validate.is_array_leak(leak):
+                native = _native_relu(x, leak)
+                if native is not None:
+                    return [native]
+            return _run(op, x, leak, outs)
         leak_is_tensor = _validate.is_array_leak(leak)
         has_storage = _has_storage(x) and not (leak_is_tensor and _validate.values_unknown(leak))
         if has_storage and not _tracks_grad(x, leak):
@@ -51,65 +65,60 @@ class TorchBackend:
         results = []
         for part in op.parts:
             if part == RELU.name:
-                results.append(_relu_function().apply(x, leak))
+                results.append(_apply(_relu_function(), x, leak))
             elif (leak_is_tensor and _validate.differentiable(leak)) or not has_storage:  # linear in the leak
                 results.append(_formula(RELU_DASH, x.detach(), leak, (None,))[0])
             else:  # the derivative of a step is zero almost everywhere: no graph
                 results.append(_run(RELU_DASH, x.detach(), leak, (None,))[0])
         return results
 
-
     def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
         import torch
 
+        if torch.compiler.is_compiling():
+            return _compiled(RELU_BACKWARD, x, leak, (out,), grad)[0]
+        leak = _validate.leak(leak)
         _check_leak_type(leak)
         if grad.device != x.device:
             raise ValueError(f"grad is on device {grad.device}; x is on device {x.device}")
-        if torch.compiler.is_compiling():
-            return _compiled(RELU_BACKWARD, x, leak, (out,), grad)[0]
-        register_custom_ops()
         return _relu_backward(grad, x, leak, out)
 
 
-class _LeakyRelu(NamedTuple):
-    """What the ``leaky_relu`` shortcut needs, looked up once."""
-
-    leaky_relu: Callable[..., Any]
-    unpack_dual: Callable[[Any], Any]
-    rules: dict[Any, tuple[_validate.FloatRule, float]]
-    """The contract's rule and the largest finite value of each PyTorch dtype whose
-    ``leaky_relu`` gives the contract's bits."""
+_NATIVE: dict[Any, tuple[Any, float]] = {}
+"""The PyTorch dtypes whose ``leaky_relu`` gives the contract's bits (the slope
+rounded to the dtype, one product): their NumPy dtype and the largest slope PyTorch
+takes for them."""
 
 
-_LEAKY_RELU: list[_LeakyRelu] = []
+def _native_relu(x: Any, leak: int | float) -> Any:
+    """PyTorch's own ``leaky_relu(x, leak)`` where it gives the kernels' bits, else
+    ``None``: a float32 or float64 tensor on the CPU or CUDA, without autograd (its
+    derivative at NaN is the leak; ``relu_dash`` is 1), and a leak that is nonzero in
+    that dtype (``0 * -inf`` would be NaN; ``relu`` keeps the sign of -0.0, where the
+    kernels give 0) and up to its largest finite value (PyTorch refuses larger ones,
+    which the contract rounds to it)."""
+    import numpy as np
+    import torch
 
-
-def _leaky_relu(x: Any, leak: float) -> Any:
-    """PyTorch's own ``leaky_relu(x, leak)`` where it gives the contract's result, else
-    ``None``: float32 and float64 (the slope rounded to the dtype, one product), a
-    leak that is nonzero and finite in that dtype (``0 * -inf`` would be NaN; PyTorch
-    refuses a slope beyond the largest finite value, which the contract rounds to
-    it), on the CPU or CUDA, and no autograd (its derivative at NaN is the leak; the
-    contract's ``relu_dash`` is 1). It skips the checks and views around a kernel
-    call: a small call costs about what PyTorch's does."""
-    if not _LEAKY_RELU:
-        import numpy as np
-        import torch
-        from torch.autograd.forward_ad import unpack_dual
-
-        rules = {
-            dtype: (_validate.dtype_rule(np, np.dtype(name)), float(np.finfo(name).max))
-            for dtype, name in ((torch.float32, "float32"), (torch.float64, "float64"))
-        }
-        _LEAKY_RELU.append(_LeakyRelu(torch.nn.functional.leaky_relu, unpack_dual, rules))
-    fast = _LEAKY_RELU[0]
-    rule = fast.rules.get(x.dtype)
-    if rule is None or x.requires_grad or not (x.is_cpu or x.is_cuda):
+    if not _NATIVE:
+        _NATIVE.update({torch.float32: (np.dtype(np.float32), float(np.finfo(np.float32).max)),
+                        torch.float64: (np.dtype(np.float64), float(np.finfo(np.float64).max))})
+    native = _NATIVE.get(x.dtype)
+    if native is None or not (x.is_cpu or x.is_cuda) or not _has_storage(x):
         return None
-    if fast.unpack_dual(x).tangent is not None or not _has_storage(x):
-        return None
-    a, _ = rule[0].resolve(leak)
-    return fast.leaky_relu(x, a) if a != 0 and abs(a) <= rule[1] else None
+    a, _ = _validate.numpy_result(native[0], leak)
+    return torch._C._nn.leaky_relu(x, a) if a != 0 and abs(a) <= native[1] else None
+
+
+def _apply(function: Any, *args: Any) -> Any:
+    """``function.apply(*args)``; outside ``torch.func``'s transforms without its
+    argument binding (``inspect.Signature.bind`` on every call, a quarter of the cost
+    of a small forward and backward), as ``Function.apply`` then does itself."""
+    import torch
+
+    if torch._C._are_functorch_transforms_active():
+        return function.apply(*args)
+    return super(torch.autograd.Function, function).apply(*args)
 
 
 def _check_leak_type(leak: Any) -> None:
@@ -212,13 +221,17 @@ def _has_storage(x: Any) -> bool:
 
 def _tracks_grad(x: Any, leak: Any) -> bool:
     """Whether autograd follows the call: backward (``requires_grad``, with grad mode
-    on) or forward AD (a dual tensor), through ``x`` or a leak tensor."""
+    on) or forward AD (a dual tensor, which exists only inside a dual level), through
+    ``x`` or a leak tensor."""
     import torch
+    from torch.autograd import forward_ad
 
-    unpack_dual = torch.autograd.forward_ad.unpack_dual
     leak_is_tensor = _validate.is_array_leak(leak)
     if torch.is_grad_enabled() and (x.requires_grad or (leak_is_tensor and leak.requires_grad)):
         return True
+    if forward_ad._current_level < 0:
+        return False
+    unpack_dual = forward_ad.unpack_dual
     return unpack_dual(x).tangent is not None or (leak_is_tensor and unpack_dual(leak).tangent is not None)
 
 
@@ -277,10 +290,10 @@ def _relu_function() -> Any:
         class Relu(torch.autograd.Function):
             @staticmethod
             def forward(x: Any, leak: Any) -> Any:
-                if type(leak) is float:  # PyTorch's own forward where it gives the same bits
-                    fast = _leaky_relu(x.detach(), leak)
-                    if fast is not None:
-                        return fast
+                if not _validate.is_array_leak(leak):  # PyTorch's own forward where it gives the same bits
+                    native = _native_relu(x.detach(), leak)
+                    if native is not None:
+                        return native
                 plain_leak = leak.detach() if _validate.is_array_leak(leak) else leak
                 return _run(RELU, x.detach(), plain_leak, (None,))[0]
 
@@ -321,8 +334,8 @@ def _relu_function() -> Any:
                     leak = leak.reshape(leak.shape[:1] + (1,) * (x.dim() - leak.dim()) + leak.shape[1:])
                 return Relu.apply(x, leak), 0
 
-        # Function.apply binds its arguments to forward's signature on every call;
-        # computed once here, that costs 2 µs instead of 9.
+        # Function.apply binds its arguments to forward's signature inside torch.func's
+        # transforms; computed once here, that costs 2 µs instead of 9.
         Relu.forward.__signature__ = inspect.signature(Relu.forward)
         _RELU_FUNCTION = Relu
     return _RELU_FUNCTION

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _validate
 from .._ops import OPERATIONS, RELU_BACKWARD, Operation
-from .numpy import call_ufunc
+from .numpy import call_ufuncs
 
 
 class UfuncProtocolBackend:
@@ -26,32 +26,26 @@ class UfuncProtocolBackend:
     name = "numpy ufunc protocol"
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
+        leak = _validate.leak(leak)
         if not hasattr(x, "dtype"):
             return _by_column(op, x, leak, outs)
         a, dtype = _resolve_leak(x, leak)
         for out, name in zip(outs, op.out_names):
             _check_out(out, x, dtype, name)
-        # One single-output ufunc per result (xarray and Dask take no gufuncs); the one
-        # that writes into x itself, if any, goes last, so that the others read x.
-        parts = [(OPERATIONS[part], out) for part, out in zip(op.parts, outs)]
-        order = sorted(range(len(parts)), key=lambda i: parts[i][1] is x)
-        results: list[Any] = [None] * len(parts)
-        for i in order:
-            part, out = parts[i]
-            results[i] = call_ufunc(part, (x,), a, dtype, (out,))[0]
-        return results
+        if len(outs) == 2 and outs[0] is not None and outs[1] is not None and np.may_share_memory(*outs):
+            raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
+        return call_ufuncs(op, (x,), a, dtype, list(outs))
 
     def backward(self, grad: Any, x: Any, leak: Any, out: Any) -> Any:
         """``relu_backward``'s ufunc over the two containers (pandas aligns them)."""
         if not hasattr(x, "dtype"):
             raise TypeError(f"relu_backward takes no {type(x).__name__} (one dtype per column): call it per column")
-        a, dash_dtype = _resolve_leak(x, leak)
+        a, dash_dtype = _resolve_leak(x, _validate.leak(leak))
         _check_labels(grad, x)
         dtype = _validate.grad_dtype(np, _numpy_dtype(grad.dtype), dash_dtype)
         _check_out(out, x, dtype, "out")
         a = a if isinstance(a, np.ndarray) else dash_dtype.type(a)  # rounded as relu_dash rounds it
-        with np.errstate(all="ignore"):  # inf * 0 is the product's NaN, as on the other paths
-            return call_ufunc(RELU_BACKWARD, (grad, x), a, dtype, (out,))[0]
+        return call_ufuncs(RELU_BACKWARD, (grad, x), a, dtype, [out])[0]
 
 
 def plain_arrays(grad: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
