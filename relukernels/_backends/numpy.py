@@ -27,6 +27,7 @@ the flat loops' floating-point flags.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import defaultdict
@@ -40,7 +41,6 @@ from .._ops import RELU_BACKWARD, Operation
 LOOP_DTYPES = tuple(np.dtype(c) for c in "i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
 """The dtypes with compiled loops, smallest first (the order the ufuncs need)."""
 _HAS_LOOP = frozenset(LOOP_DTYPES)
-_LOOP_NUMS = frozenset(dtype.num for dtype in LOOP_DTYPES)
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 
@@ -80,19 +80,18 @@ class NumpyBackend:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array)."""
         if type(leak) is float or type(leak) is int:
             a, dtype = (_validate.NUMPY_RULES.get(x.dtype) or _validate.dtype_rule(np, x.dtype)).resolve(leak)
-            if op.nout == 1 and dtype is x.dtype and x.flags.c_contiguous and dtype.num in _LOOP_NUMS:
-                # The common call: one result of a C-contiguous x and a number leak.
+            if op.nout == 1 and dtype is x.dtype and dtype in _HAS_LOOP and x.flags.c_contiguous:
+                # The common call, on the shortest path: one result of a C-contiguous x.
                 out = outs[0]
                 if out is None:
                     out = np.empty(x.shape, dtype)
                 else:
                     _check_out(out, x, dtype, "out")
                     if not _flat_with(out, x, "C"):
-                        call_ufuncs(op, (x,), a, dtype, [out])
-                        return [out]
+                        return call_ufuncs(op, (x,), a, dtype, [out])
                 n = x.size
-                if n and n < PARALLEL_MIN_SIZE:
-                    loop = _serial_loops[op.name].get(dtype) or flat_loop(op, dtype, False)
+                if 0 < n < PARALLEL_MIN_SIZE:
+                    loop = _LOOPS[False][op.name].get(dtype) or flat_loop(op, dtype, False)
                     loop(x, out, a) if x.ndim == 1 else loop(x.reshape(-1), out.reshape(-1), a)
                 elif n:
                     _run_flat(op, dtype, [x.reshape(-1), out.reshape(-1)], a)
@@ -100,7 +99,7 @@ class NumpyBackend:
         else:
             a, dtype = _resolve_leak(x, _validate.leak(leak))
         order = _order(x)
-        flat = order is not None and type(a) is not np.ndarray and dtype is x.dtype and dtype.num in _LOOP_NUMS
+        flat = order is not None and type(a) is not np.ndarray and dtype is x.dtype and dtype in _HAS_LOOP
         results = []
         for out, name in zip(outs, op.out_names):
             if out is None:
@@ -115,9 +114,8 @@ class NumpyBackend:
             return results
         if flat:
             _run_flat(op, dtype, _flat_views([x, *results], order), a)
-        else:
-            call_ufuncs(op, (x,), a, dtype, results)
-        return results
+            return results
+        return call_ufuncs(op, (x,), a, dtype, results)
 
     def backward(self, grad: np.ndarray, x: np.ndarray, leak: Any, out: Any) -> np.ndarray:
         """``relu_backward``: ``grad * relu_dash(x, leak)`` into ``out`` (``None`` or an
@@ -135,20 +133,19 @@ class NumpyBackend:
             result = out
         if x.size == 0:
             return result
-        if (order is not None and type(a) is not np.ndarray and dtype.num in _LOOP_NUMS
+        if (order is not None and type(a) is not np.ndarray and dtype in _HAS_LOOP
                 and grad.dtype is x.dtype is dtype and _flat_with(grad, x, order)
                 and (out is None or (_flat_with(out, x, order) and _flat_with(out, grad, order)))):
             _run_flat(RELU_BACKWARD, dtype, _flat_views([grad, x, result], order), a)
             return result
         # The leak rounded to relu_dash's dtype first, as the product does.
         a = a if type(a) is np.ndarray else dash_dtype.type(a)
-        call_ufuncs(RELU_BACKWARD, (grad, x), a, dtype, [result])
-        return result
+        return call_ufuncs(RELU_BACKWARD, (grad, x), a, dtype, [result])[0]
 
 
 def _resolve_leak(x: np.ndarray, leak: Any) -> tuple[Any, np.dtype]:
     """The leak to compute with (a number, or an array cast to the result dtype) and
-    ``relu``'s result dtype, for ``x``."""
+    ``relu``'s result dtype, for ``x`` and a leak checked by ``_validate.leak``."""
     if type(leak) is float or type(leak) is int:
         return _validate.numpy_result(x.dtype, leak)
     if isinstance(leak, np.ndarray):
@@ -187,18 +184,17 @@ def _run_flat(op: Operation, dtype: np.dtype, arrays: list[np.ndarray], a: int |
     """``op``'s flat loop over 1-d ``arrays`` (inputs, then outputs): on Numba's
     threads when the call is large and they are free, else in this thread."""
     if arrays[0].shape[0] < PARALLEL_MIN_SIZE or not _threads.usable or not _threads.lock.acquire(blocking=False):
-        (_serial_loops[op.name].get(dtype) or flat_loop(op, dtype, False))(*arrays, a)
+        (_LOOPS[False][op.name].get(dtype) or flat_loop(op, dtype, False))(*arrays, a)
         return
     try:
-        flat_loop(op, dtype, True)(*arrays, a)
+        (_LOOPS[True][op.name].get(dtype) or flat_loop(op, dtype, True))(*arrays, a)
     finally:
         _threads.lock.release()
 
 
-_flat_loops: dict[tuple[str, int, bool], Callable[..., None]] = {}
-_serial_loops: dict[str, dict[np.dtype, Callable[..., None]]] = defaultdict(dict)
-"""The loops in the calling thread again, by operation name and dtype: the lean path's
-lookup."""
+_LOOPS: dict[bool, dict[str, dict[np.dtype, Callable[..., None]]]] = {False: defaultdict(dict), True: defaultdict(dict)}
+"""The compiled flat loops: in the calling thread (``False``) or on Numba's threads
+(``True``), then by operation name, then by dtype."""
 
 
 def flat_loop(op: Operation, dtype: np.dtype, parallel: bool) -> Callable[..., None]:
@@ -206,8 +202,7 @@ def flat_loop(op: Operation, dtype: np.dtype, parallel: bool) -> Callable[..., N
     ``parallel``: called ``loop(*inputs, *outputs, leak)``, the leak a Python number
     that Numba converts to ``dtype`` (correctly rounded). Compiled, or loaded from
     Numba's disk cache, on first use."""
-    key = (op.name, dtype.num, parallel)
-    loop = _flat_loops.get(key)
+    loop = _LOOPS[parallel][op.name].get(dtype)
     if loop is None:
         import numba
 
@@ -220,11 +215,9 @@ def flat_loop(op: Operation, dtype: np.dtype, parallel: bool) -> Callable[..., N
         signature = numba.void(*[read] * len(op.inputs), *[write] * op.nout, t)
         elements = tuple(_kernels.ELEMENTS[name] for name in op.elements)
         template = _kernels.flat_loop(elements, len(op.inputs), parallel)
-        loop = _flat_loops[key] = _kernels.compiled(
+        loop = _LOOPS[parallel][op.name][dtype] = _kernels.compiled(
             lambda **cache: numba.njit([signature], nogil=True, parallel=parallel, **cache), template
         )
-        if not parallel:
-            _serial_loops[op.name][dtype] = loop
     return loop
 
 
@@ -234,27 +227,33 @@ def call_ufuncs(op: Operation, inputs: tuple, a: Any, dtype: np.dtype, outs: lis
     x)`` for ``relu_backward``), with leak ``a``, into ``outs`` (each ``None`` or an
     array), in result ``dtype``.
 
-    An output that overlaps ``x`` is written last, after the results that read ``x``;
-    if two do, ``x`` is copied first. Real dtypes without a loop take the array-API
-    formulas in NumPy's operations instead.
+    The loop is the result dtype's in native byte order (NumPy casts big-endian data
+    itself); float16 runs the float32 loop on a float16 leak, exact once stored as
+    float16. An output that overlaps ``x`` is written last, after the results that
+    read ``x``; if two do, ``x`` is copied first. Real dtypes without a loop take the
+    array-API formulas in NumPy's operations instead.
     """
-    x = inputs[-1]
-    if dtype not in _HAS_LOOP and dtype != _FLOAT16:
+    from ..ufuncs import UFUNCS
+
+    native = dtype.newbyteorder("=")
+    loop = _FLOAT32 if native == _FLOAT16 else native
+    if loop not in _HAS_LOOP:
         with np.errstate(all="ignore"):
             for out, formula in zip(outs, op.formulas):
                 out[...] = formula(np, *inputs, a, dtype)
         return outs
+    a = a if type(a) is np.ndarray else dtype.type(a)
+    x = inputs[-1]
     overlapping = [i for i, out in enumerate(outs) if out is not None and np.may_share_memory(out, x)]
     if len(overlapping) > 1:
         inputs = (*inputs[:-1], np.copy(x))
     results = list(outs)
     for i in sorted(range(len(outs)), key=lambda i: i in overlapping):
         name = op.parts[i]
-        if _may_raise_flags(name, dtype):
-            with np.errstate(over="ignore", invalid="ignore"):
-                results[i] = call_ufunc(name, inputs, a, dtype, outs[i])
-        else:
-            results[i] = call_ufunc(name, inputs, a, dtype, outs[i])
+        with np.errstate(over="ignore", invalid="ignore") if _may_raise_flags(name, native) else _NO_CHANGE:
+            results[i] = UFUNCS[name](*inputs, a, out=outs[i], dtype=loop)
+        if loop is not native and outs[i] is None:
+            results[i] = results[i].astype(native)
     return results
 
 
@@ -268,18 +267,4 @@ def _may_raise_flags(name: str, dtype: np.dtype) -> bool:
     return dtype.kind == "f" and (name != "relu_dash" or dtype == _FLOAT16)
 
 
-def call_ufunc(name: str, inputs: tuple, a: Any, dtype: np.dtype, out: Any) -> Any:
-    """The ufunc ``name`` (single-output) over ``inputs`` with leak ``a`` in result
-    ``dtype``, into ``out`` (``None``: a new result).
-
-    Float16 runs the float32 loop on a float16 leak: exact once stored as float16.
-    """
-    from ..ufuncs import UFUNCS
-
-    a = a if type(a) is np.ndarray else dtype.type(a)
-    # The loop's dtype in native byte order: NumPy casts big-endian data itself.
-    loop_dtype = _FLOAT32 if dtype == _FLOAT16 else dtype.newbyteorder("=")
-    result = UFUNCS[name](*inputs, a, out=out, dtype=loop_dtype)
-    if dtype == _FLOAT16 and out is None:
-        result = result.astype(_FLOAT16)
-    return result
+_NO_CHANGE = contextlib.nullcontext()
