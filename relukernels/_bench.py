@@ -1,8 +1,10 @@
 """Side-by-side throughput measurements: relukernels against the copy limit, the seed
 formula and peers, interleaved in one process so that a noisy machine hits all alike.
 
-Each case is one call on arrays made beforehand; its time is the median over rounds,
-its throughput counts bytes read plus bytes written. GPU cases time with CUDA events
+Each case is one call on arrays made beforehand; every round times each case once, in
+a new random order (what ran just before a case, such as another library's threads
+still spinning, then varies), and a case's time is its median over the rounds. Its
+throughput counts bytes read plus bytes written. GPU cases time with CUDA events
 around a batch of calls on the current stream.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import random
 import statistics
 import sys
 import time
@@ -142,6 +145,8 @@ def cpu_cases(n: int, dtype: np.dtype, groups: list[str]) -> list[Case]:
         cases += [
             Case("torch leaky_relu out=", lambda: torch._C._nn.leaky_relu(tx, LEAK, out=ty), 2 * b),
             Case("torch leaky_relu", lambda: torch.nn.functional.leaky_relu(tx, LEAK), 2 * b),
+            Case("rk torch relu out=", lambda: rk.relu(tx, LEAK, out=ty), 2 * b),
+            Case("rk torch relu", lambda: rk.relu(tx, LEAK), 2 * b),
         ]
     return cases
 
@@ -204,7 +209,8 @@ def _time_once(case: Case, calls: int) -> float:
 
 
 def measure(cases: list[Case], rounds: int, progress: Callable[[], None] = lambda: None) -> None:
-    """Time every case ``rounds`` times, interleaved: round r runs each case once."""
+    """Time every case ``rounds`` times, interleaved: each round runs every case once,
+    in a random order."""
     calls = {}
     for case in list(cases):
         try:
@@ -214,8 +220,10 @@ def measure(cases: list[Case], rounds: int, progress: Callable[[], None] = lambd
             cases.remove(case)
             continue
         calls[case.name] = _calls_per_sample(case)
+    order = list(cases)
     for _ in range(rounds):
-        for case in cases:
+        random.shuffle(order)
+        for case in order:
             case.times.append(_time_once(case, calls[case.name]))
         progress()
 
@@ -275,7 +283,7 @@ def _rows(cases: list[Case], n: int) -> list[dict]:
             "gb_per_s": rates[case.name] / 1e9,
             "vs_copy": rates[case.name] / limit,
             "speedup_vs_seed": (seed / medians[case.name]) if seed else None,
-            "vs_torch": rates[case.name] / peer_rate if peer_rate else None,
+            "time_vs_torch": peer_rate / rates[case.name] if peer_rate else None,
             "samples": len(case.times),
         }
         for case in cases
@@ -335,22 +343,25 @@ def progress_bar(total: int, show: bool, stream: TextIO | None = None, **options
 
 
 def format_table(result: dict) -> str:
-    """The rows as a Markdown table, then the peak allocation."""
+    """The rows as a Markdown table, then the peak allocation. The column against
+    PyTorch is there when PyTorch was measured."""
+    with_torch = any(row["time_vs_torch"] for row in result["rows"])
     lines = [
         f"dtype {result['dtype']}; medians; GB/s counts bytes read + written; 'vs copy' is "
         "throughput over the copy limit (the fastest of the 'copy:' rows at that size and "
-        "device, 1.00 for the limit itself), 'vs torch out=' over PyTorch's leaky_relu(out=) "
-        "on the same device; '× seed' is the speed-up over np.where.",
+        "device, 1.00 for the limit itself); "
+        + ("'time / torch out=' is the time over PyTorch's leaky_relu(out=) on the same device; " if with_torch else "")
+        + "'× seed' is the speed-up over np.where.",
         "",
-        "| size | case | µs/call | GB/s | vs copy | vs torch out= | × seed |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| size | case | µs/call | GB/s | vs copy |" + (" time / torch out= |" if with_torch else "") + " × seed |",
+        "| ---: | --- | ---: | ---: | ---: |" + (" ---: |" if with_torch else "") + " ---: |",
     ]
     for row in result["rows"]:
         seed = f"{row['speedup_vs_seed']:.1f}" if row["speedup_vs_seed"] else ""
-        torch = f"{row['vs_torch']:.2f}" if row.get("vs_torch") else ""
+        torch = f" {row['time_vs_torch']:.2f} |" if row["time_vs_torch"] else " |"
         lines.append(
             f"| {row['size']:,} | {row['case']} | {row['median_us']:,.1f} | "
-            f"{row['gb_per_s']:.1f} | {row['vs_copy']:.2f} | {torch} | {seed} |"
+            f"{row['gb_per_s']:.1f} | {row['vs_copy']:.2f} |{torch if with_torch else ''} {seed} |"
         )
     memory = result.get("peak_allocation")
     if memory:

@@ -48,8 +48,8 @@ class TorchBackend:
         leak = _validate.leak(leak)
         _check_leak_type(leak)
         if not _tracks_grad(x, leak) and not torch._C._are_functorch_transforms_active():
-            if op is RELU and outs[0] is None and not _validate.is_array_leak(leak):
-                native = _native_relu(x, leak)
+            if op is RELU and not _validate.is_array_leak(leak):
+                native = _native_relu(x, leak, outs[0])
                 if native is not None:
                     return [native]
             return _run(op, x, leak, outs)
@@ -90,13 +90,15 @@ rounded to the dtype, one product): their NumPy dtype and the largest slope PyTo
 takes for them."""
 
 
-def _native_relu(x: Any, leak: int | float) -> Any:
-    """PyTorch's own ``leaky_relu(x, leak)`` where it gives the kernels' bits, else
-    ``None``: a float32 or float64 tensor on the CPU or CUDA, without autograd (its
-    derivative at NaN is the leak; ``relu_dash`` is 1), and a leak that is nonzero in
-    that dtype (``0 * -inf`` would be NaN; ``relu`` keeps the sign of -0.0, where the
-    kernels give 0) and up to its largest finite value (PyTorch refuses larger ones,
-    which the contract rounds to it)."""
+def _native_relu(x: Any, leak: int | float, out: Any = None) -> Any:
+    """PyTorch's own ``leaky_relu(x, leak)`` (into ``out``, checked, where one is given)
+    where it gives the kernels' bits, else ``None``: a float32 or float64 tensor on the
+    CPU or CUDA, without autograd (its derivative at NaN is the leak; ``relu_dash`` is
+    1), a leak that is nonzero in that dtype (``0 * -inf`` would be NaN; ``relu``
+    keeps the sign of -0.0, where the kernels give 0) and up to its largest finite
+    value (PyTorch refuses larger ones, which the contract rounds to it), and an
+    ``out`` that is ``x`` or shares no memory with it (PyTorch refuses a partial
+    overlap, which the kernels compute as if there were none)."""
     import numpy as np
     import torch
 
@@ -107,7 +109,14 @@ def _native_relu(x: Any, leak: int | float) -> Any:
     if native is None or not (x.is_cpu or x.is_cuda) or not _has_storage(x):
         return None
     a, _ = _validate.numpy_result(native[0], leak)
-    return torch._C._nn.leaky_relu(x, a) if a != 0 and abs(a) <= native[1] else None
+    if a == 0 or abs(a) > native[1]:
+        return None
+    if out is None:
+        return torch._C._nn.leaky_relu(x, a)
+    _check_out(out, x, x.dtype, "out")
+    if out is not x and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        return None
+    return torch._C._nn.leaky_relu(x, a, out=out)
 
 
 def _apply(function: Any, *args: Any) -> Any:
