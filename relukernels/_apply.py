@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,22 +202,46 @@ def _choose_device(device: str) -> bool:
 
 def _start_output(target: Path, source: _Npy, dtype: np.dtype) -> _Npy:
     """A temporary ``.npy`` beside ``target`` with its header written and its data
-    space reserved."""
+    space reserved (``_reserve``)."""
     temporary = target.parent / f".{target.name}.partial-{os.getpid()}"
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": source.fortran_order, "shape": source.shape}
+    data_bytes = source.size * dtype.itemsize
     try:
         with open(temporary, "wb") as handle:
             np.lib.format.write_array_header_2_0(handle, header)
             data_start = handle.tell()
-            size = data_start + source.size * dtype.itemsize
-            if size > data_start:
-                os.posix_fallocate(handle.fileno(), data_start, size - data_start)
+            _reserve(handle.fileno(), temporary.parent, data_start, data_bytes)
     except OSError as error:
         temporary.unlink(missing_ok=True)
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise ApplyError(f"{target.parent}: no room for {size:,} bytes ({os.strerror(error.errno)})") from None
-        raise ApplyError(f"{temporary}: cannot write ({os.strerror(error.errno)})") from None
+            raise ApplyError(f"{target.parent}: no room for {data_bytes:,} bytes ({os.strerror(error.errno)})") from None
+        raise ApplyError(f"{temporary}: cannot write ({error.strerror or error})") from None
     return _Npy(temporary, data_start, source.shape, dtype, source.fortran_order)
+
+
+def _reserve(fd: int, folder: Path, start: int, length: int) -> None:
+    """Reserve ``length`` bytes of file ``fd`` (in ``folder``) from ``start``, so that a
+    full disk fails here rather than mid-run, where a memory-mapped write to a full
+    disk kills the process (SIGBUS).
+
+    ``os.posix_fallocate`` where the system has it and the file system supports it.
+    Elsewhere (macOS, Windows) the file is extended without allocating, once the file
+    system's free space is checked: a full disk still fails here, but one filled by
+    others during the run is not guarded against. Raises ``OSError`` (``ENOSPC`` for
+    too little space)."""
+    if length == 0:
+        return
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, start, length)
+            return
+        except OSError as error:
+            if error.errno != errno.EOPNOTSUPP:
+                raise  # else the file system cannot allocate (musl does not emulate it): extend the file
+    if shutil.disk_usage(folder).free < length:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    os.ftruncate(fd, start + length)
 
 
 def _batch_map(path: Path, header_bytes: int, dtype: np.dtype, start: int, count: int, mode: str) -> np.ndarray:
