@@ -4,7 +4,9 @@ Memory stays bounded by the batch size whatever the file's size: each batch of t
 input and of the output is memory-mapped on its own and unmapped once done. The output
 is written to a hidden temporary file beside it (its full size reserved first, so a
 full disk shows up at once rather than as a crash mid-run) and renamed into place only
-when complete: an interrupted run never leaves a partial file under the output name.
+when complete: an interrupted run never leaves a partial file under the output name,
+and removes its temporary file. One killed outright (SIGKILL, a crash) cannot; the
+next run to the same output removes it once its process is gone.
 
 On the GPU, batches go through pinned host buffers on two CUDA streams, so that one
 batch's copy to the device, its kernel and the previous batch's copy back overlap. The
@@ -14,9 +16,11 @@ GPU path uses only Numba's CUDA API, so it also runs on Numba's CUDA simulator.
 from __future__ import annotations
 
 import errno
+import glob
 import math
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,21 +116,24 @@ def apply_file(
     _check_targets(source.path, targets, overwrite, in_place)
     use_gpu = _choose_device(device)
     batch = max(1, batch_bytes // source.dtype.itemsize)
-    temporaries: list[_Npy] = []
+    temporaries: list[Path] = []  # each listed before it is made: an interrupt while it is made removes it too
+    outputs: list[_Npy] = []
     started = time.perf_counter()
     try:
-        for target in targets:  # one by one, so that a failure removes those made before it
-            temporaries.append(_start_output(target, source, out_dtype))
+        for target in targets:
+            _remove_stale_partials(target)
+            temporaries.append(_partial_path(target))
+            outputs.append(_start_output(temporaries[-1], target, source, out_dtype))
         run = _run_gpu if use_gpu else _run_cpu
         report_done = (lambda done: progress(done, source.size)) if progress else (lambda done: None)
-        run(source, temporaries, op, a, batch, report_done)
-        for temporary, target in zip(temporaries, targets):
-            with open(temporary.path, "rb+") as handle:
+        run(source, outputs, op, a, batch, report_done)
+        for output, target in zip(outputs, targets):
+            with open(output.path, "rb+") as handle:
                 os.fsync(handle.fileno())
-            os.replace(temporary.path, target)
+            os.replace(output.path, target)
     except BaseException:
         for temporary in temporaries:
-            temporary.path.unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - started
     moved = source.size * (source.dtype.itemsize + len(targets) * out_dtype.itemsize)
@@ -200,10 +207,46 @@ def _choose_device(device: str) -> bool:
     return found
 
 
-def _start_output(target: Path, source: _Npy, dtype: np.dtype) -> _Npy:
-    """A temporary ``.npy`` beside ``target`` with its header written and its data
-    space reserved (``_reserve``)."""
-    temporary = target.parent / f".{target.name}.partial-{os.getpid()}"
+def _partial_prefix(target: Path) -> str:
+    """The name of ``target``'s hidden temporary files on this host, but for the id of
+    the process that writes one (``_partial_path``)."""
+    return f".{target.name}.partial-{socket.gethostname()}-"
+
+
+def _partial_path(target: Path) -> Path:
+    """This process's temporary file for ``target``: named after the host and process,
+    so that a later run can tell when the process is gone."""
+    return target.parent / f"{_partial_prefix(target)}{os.getpid()}"
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Remove temporary files of ``target`` left by runs on this host whose process is
+    gone (killed outright, or crashed). Those of other hosts, which may share the
+    folder on a network file system, and of living processes are left alone."""
+    prefix = _partial_prefix(target)
+    for path in target.parent.glob(glob.escape(prefix) + "*"):
+        pid = path.name[len(prefix):]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether process ``pid`` exists (anyone's); True where that cannot be asked
+    harmlessly (on Windows, ``os.kill`` ends the process)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def _start_output(temporary: Path, target: Path, source: _Npy, dtype: np.dtype) -> _Npy:
+    """``temporary``, a ``.npy`` file for ``target`` with its header written and its
+    data space reserved (``_reserve``)."""
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": source.fortran_order, "shape": source.shape}
     data_bytes = source.size * dtype.itemsize
     try:
@@ -212,7 +255,6 @@ def _start_output(target: Path, source: _Npy, dtype: np.dtype) -> _Npy:
             data_start = handle.tell()
             _reserve(handle.fileno(), temporary.parent, data_start, data_bytes)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise ApplyError(f"{target.parent}: no room for {data_bytes:,} bytes ({os.strerror(error.errno)})") from None
         raise ApplyError(f"{temporary}: cannot write ({error.strerror or error})") from None

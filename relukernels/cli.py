@@ -249,6 +249,9 @@ def apply(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("relukernels apply: interrupted; no output was written", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("relukernels apply: terminated (SIGTERM); no output was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
     finally:
         bar.close()
     if not args.quiet:
@@ -259,45 +262,59 @@ def apply(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised between batches as ``KeyboardInterrupt`` is for SIGINT."""
+
+
+_STOPS: dict[int, type[BaseException]] = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: _Terminated}
+"""The signals that stop apply, and what each raises."""
+
+
 class _ApplyProgress:
     """apply's progress bar (see ``_bench.progress_bar``), made at the first report,
-    when the total is known; and where a Ctrl-C stops the run (``interrupts_between_batches``)."""
+    when the total is known; and where Ctrl-C or SIGTERM stops the run
+    (``interrupts_between_batches``)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar: Any = None
-        self.interrupted = False
+        self.stop: type[BaseException] | None = None
 
     @contextlib.contextmanager
     def interrupts_between_batches(self) -> Iterator[None]:
-        """Ctrl-C noted, and raised as ``KeyboardInterrupt`` at the next report, between
-        batches. Raised where it lands, it can land in Numba's compiler (a ctypes callback
-        from LLVM), which prints it and drops it, and the run went on to write its output.
-        A second Ctrl-C raises at once; a Ctrl-C after the last batch stops nothing. Only
-        where Ctrl-C would raise at all: not in a thread, nor where SIGINT is ignored
-        (``trap '' INT``, a background job)."""
-        if threading.current_thread() is not threading.main_thread() or (
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        ):
+        """Ctrl-C (SIGINT) and SIGTERM (``kill``, ``timeout``, batch schedulers) noted,
+        and raised at the next report, between batches: as ``KeyboardInterrupt`` and
+        ``_Terminated``. Raised where they land, they can land in Numba's compiler (a
+        ctypes callback from LLVM), which prints them and drops them, and the run went
+        on to write its output. A second signal raises at once; one after the last
+        batch stops nothing (the output is complete). Each only where it would stop the
+        process at all: in the main thread, and where Python's default handles it
+        (not where it is ignored: ``trap '' INT``, a background job's SIGINT)."""
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def note(signum: int, frame: Any) -> None:
-            if self.interrupted:
-                raise KeyboardInterrupt
-            self.interrupted = True
+            if self.stop is not None:
+                raise _STOPS[signum]
+            self.stop = _STOPS[signum]
 
-        previous = signal.signal(signal.SIGINT, note)
+        defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        previous = {}
+        for signum, default in defaults.items():
+            if signal.getsignal(signum) is default:
+                previous[signum] = signal.signal(signum, note)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def __call__(self, done: int, total: int) -> None:
         from relukernels._bench import progress_bar
 
-        if self.interrupted:
-            raise KeyboardInterrupt
+        if self.stop is not None:
+            raise self.stop
         if self.bar is None:
             self.bar = progress_bar(total, not self.quiet, desc="apply", unit="el", unit_scale=True)
         self.bar.update(done - self.bar.n)
