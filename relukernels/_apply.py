@@ -92,7 +92,8 @@ def apply_file(
         As in :func:`relukernels.relu`.
     op : {"relu", "relu_dash", "both"}
     device : {"auto", "cpu", "cuda"}
-        ``auto`` uses a GPU when Numba finds one.
+        ``auto`` uses a GPU when Numba finds one, never its CUDA simulator (which
+        ``cuda`` takes under ``NUMBA_ENABLE_CUDASIM=1``: slow, for tests).
     batch_bytes : int
         Input bytes per batch; memory use stays near a few batches.
     overwrite, in_place : bool
@@ -178,6 +179,8 @@ def _check_targets(src: Path, targets: list[Path], overwrite: bool, in_place: bo
     for target in targets:
         if target.suffix.lower() != ".npy":
             raise ApplyError(f"{target}: apply writes .npy files; give an output name ending in .npy")
+        if target.is_dir():
+            raise ApplyError(f"{target}: is a directory; give the name of a .npy file to write")
         if target.resolve() == src.resolve():
             if not in_place:
                 raise ApplyError(f"{target}: is the input; pass --in-place to replace it")
@@ -191,20 +194,22 @@ def _check_targets(src: Path, targets: list[Path], overwrite: bool, in_place: bo
 
 
 def _choose_device(device: str) -> bool:
-    """True for the GPU; 'auto' takes one when Numba sees one."""
+    """True for the GPU: ``cuda`` takes what Numba finds, its CUDA simulator included;
+    ``auto`` only a real GPU (the simulator runs each element in Python)."""
     if device not in ("auto", "cpu", "cuda"):
         raise ApplyError(f"--device must be auto, cpu or cuda, not {device!r}")
     if device == "cpu":
         return False
     try:
-        from numba import cuda
+        from numba import config, cuda
 
         found = cuda.is_available()
+        simulated = bool(config.ENABLE_CUDASIM)
     except Exception:  # numba-cuda missing or broken: no GPU for us
-        found = False
+        found = simulated = False
     if device == "cuda" and not found:
         raise ApplyError("--device cuda: no CUDA GPU found (is numba-cuda installed, is a driver loaded?)")
-    return found
+    return found and (device == "cuda" or not simulated)
 
 
 def _partial_prefix(target: Path) -> str:

@@ -255,8 +255,9 @@ def apply(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if not args.quiet:
+        elements = f"{report.elements:,} element{'' if report.elements == 1 else 's'}"
         print(
-            f"{args.op}: {report.elements:,} elements, {report.bytes_moved / 1e9:.3f} GB read and written "
+            f"{args.op}: {elements}, {report.bytes_moved / 1e9:.3f} GB read and written "
             f"in {report.seconds:.2f} s ({report.gb_per_s:.2f} GB/s) on {report.device} -> {', '.join(args.outputs)}"
         )
     return 0

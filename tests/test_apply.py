@@ -224,6 +224,7 @@ def files(tmp_path):
     (tmp_path / "text.npy").write_text("not numpy at all")
     (tmp_path / "existing.npy").write_bytes(b"keep me")
     (tmp_path / "a-file").write_text("")
+    (tmp_path / "folder.npy").mkdir()
     return tmp_path
 
 
@@ -238,6 +239,9 @@ BAD = [
     (["x.npy", "x.npy"], "is the input; pass --in-place"),
     (["x.npy", "no-such-dir/y.npy"], "output directory does not exist"),
     (["x.npy", "a-file/y.npy"], "output directory does not exist"),
+    (["x.npy", "folder.npy"], "folder.npy: is a directory"),
+    (["x.npy", "folder.npy", "--overwrite"], "folder.npy: is a directory"),
+    (["x.npy", "y.npy", "folder.npy", "--op", "both", "--overwrite"], "folder.npy: is a directory"),
     (["x.npy", "y.npy", "--op", "both"], "takes 2 output path"),
     (["x.npy", "y.npy", "--batch-size", "lots"], "--batch-size takes bytes"),
     (["x.npy", "y.npy", "--batch-size", "4095"], "--batch-size must be at least 4K"),
@@ -255,6 +259,22 @@ def test_bad_input_is_one_line_and_exit_2(files, args, message):
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert (files / "existing.npy").read_bytes() == b"keep me"
     assert not list(files.glob(".*partial*"))
+
+
+def test_auto_never_takes_the_cuda_simulator(files):
+    """Under NUMBA_ENABLE_CUDASIM=1 Numba "finds" a GPU, its simulator, which runs each
+    element in Python: ``auto`` takes the CPU (``cuda`` would take the simulator)."""
+    done = _cli("x.npy", "y.npy", "--device", "auto", cwd=files, env={"NUMBA_ENABLE_CUDASIM": "1"})
+    assert done.returncode == 0, done.stderr
+    assert " on cpu -> y.npy" in done.stdout
+
+
+def test_the_final_line_counts_elements_in_words(files):
+    np.save(files / "one.npy", np.array([-2.0]))
+    done = _cli("one.npy", "y1.npy", "--device", "cpu", cwd=files)
+    assert done.returncode == 0 and done.stdout.startswith("relu: 1 element, "), done.stdout + done.stderr
+    done = _cli("x.npy", "y100.npy", "--device", "cpu", cwd=files)
+    assert done.returncode == 0 and done.stdout.startswith("relu: 100 elements, "), done.stdout + done.stderr
 
 
 def test_no_gpu_for_device_cuda(files):
