@@ -347,12 +347,17 @@ def _byte_size(text: str) -> int:
 
 
 def _sizes(text: str) -> list[int]:
-    """``--sizes``: element counts separated by commas (``1e6`` allowed)."""
+    """``--sizes``: element counts separated by commas, whole numbers (``1e6`` allowed,
+    ``1.5`` refused)."""
+    refused = argparse.ArgumentTypeError(f"--sizes takes integers separated by commas, got {text!r}")
     try:
-        sizes = [int(float(part)) for part in text.split(",")]
-    except (ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(f"--sizes takes integers separated by commas, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
+        counts = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise refused from None
+    if not all(count.is_integer() for count in counts):  # 1.5, nan, inf
+        raise refused
+    sizes = [int(count) for count in counts]
+    if min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"--sizes must be positive, got {text!r}")
     return sizes
 

@@ -128,6 +128,9 @@ BAD_COMMAND_LINES = [
     (["bench", "--rounds", "many"], "--rounds takes a positive integer"),
     (["bench", "--sizes", "0"], "--sizes must be positive"),
     (["bench", "--sizes", "1e3,lots"], "--sizes takes integers"),
+    (["bench", "--sizes", "1.5"], "--sizes takes integers separated by commas, got '1.5'"),
+    (["bench", "--sizes", "1e6,2.5e-1"], "--sizes takes integers"),
+    (["bench", "--sizes", "inf"], "--sizes takes integers"),
     (["bench", "--sizes", "1e19"], "need about"),
     (["bench", "--plot", NO_SUCH], "does not exist"),
     (["bench", "--plot", "throughput.svg"], "ending in .png"),
@@ -138,6 +141,10 @@ BAD_COMMAND_LINES = [
     (["apply", "x.npy", "y.npy", "--batch-size", "inf"], "--batch-size takes bytes"),
     (["apply", "x.npy", "y.npy", "--leak", "nan"], "--leak must be finite"),
 ]
+
+
+def test_sizes_are_whole_numbers_in_any_notation():
+    assert cli._sizes("1e6,2000,2.5e3,1E3") == [1_000_000, 2000, 2500, 1000]
 
 
 @pytest.mark.parametrize("argv, message", BAD_COMMAND_LINES)
