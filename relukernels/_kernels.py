@@ -25,8 +25,8 @@ import math
 import warnings
 from typing import Any, Callable
 
-from numba import carray, prange
-from numba.extending import register_jitable
+from numba import carray, prange, types
+from numba.extending import overload, register_jitable
 
 
 @register_jitable
@@ -58,35 +58,65 @@ ELEMENTS: dict[str, Callable[..., Any]] = {f.__name__: f for f in (relu, relu_da
 """The element formulas by name, as ``relukernels._ops`` names them."""
 
 
-def flat_loop(elements: tuple[Callable[..., Any], ...], inputs: int, parallel: bool) -> Callable[..., None]:
-    """A loop over 1-d contiguous arrays, the leak last: ``loop(x, y, a)`` for one
-    element formula, ``loop(x, y, dy, a)`` for two (each element read once: ``y`` may
-    be ``x``), or ``loop(grad, x, y, a)`` for a formula of two inputs. Over ``prange``
-    when ``parallel``, for Numba's parallel compiler."""
+def row_leak(leaks, r):
+    """The leak of row ``r`` in a rows loop: ``leaks`` itself, a number for every row,
+    or ``leaks[r]``, one per row (compiled by the ``overload`` below)."""
+
+
+@overload(row_leak)
+def _row_leak(leaks, r):
+    if isinstance(leaks, types.Array):
+        return lambda leaks, r: leaks[r]
+    return lambda leaks, r: leaks
+
+
+def rows_loop(elements: tuple[Callable[..., Any], ...], inputs: int, parallel: bool) -> Callable[..., None]:
+    """A loop over 1-d contiguous arrays seen as rows of ``width`` elements (the last
+    row may be shorter), each row with its leak (``row_leak``): ``loop(x, y, leaks,
+    width)`` for one element formula, ``loop(x, y, dy, leaks, width)`` for two (each
+    element read once: ``y`` may be ``x``), or ``loop(grad, x, y, leaks, width)`` for
+    a formula of two inputs. Over the rows with ``prange`` when ``parallel``, for
+    Numba's parallel compiler; each row is a loop from 0 over slices, so that Numba
+    needs no negative-index check and LLVM vectorizes it."""
     each = prange if parallel else range
     if inputs == 2:
         (element,) = elements
 
-        def two_inputs(g, x, y, a):
-            for i in each(x.shape[0]):
-                y[i] = element(g[i], x[i], a)
+        def two_inputs(g, x, y, leaks, width):
+            n = x.shape[0]
+            for r in each((n + width - 1) // width):
+                a = row_leak(leaks, r)
+                start, stop = r * width, min(n, (r + 1) * width)
+                gs, xs, ys = g[start:stop], x[start:stop], y[start:stop]
+                for i in range(xs.shape[0]):
+                    ys[i] = element(gs[i], xs[i], a)
 
         return two_inputs
     if len(elements) == 2:
         first, second = elements
 
-        def two_outputs(x, y, dy, a):
-            for i in each(x.shape[0]):
-                v = x[i]
-                y[i] = first(v, a)
-                dy[i] = second(v, a)
+        def two_outputs(x, y, dy, leaks, width):
+            n = x.shape[0]
+            for r in each((n + width - 1) // width):
+                a = row_leak(leaks, r)
+                start, stop = r * width, min(n, (r + 1) * width)
+                xs, ys, dys = x[start:stop], y[start:stop], dy[start:stop]
+                for i in range(xs.shape[0]):
+                    v = xs[i]
+                    ys[i] = first(v, a)
+                    dys[i] = second(v, a)
 
         return two_outputs
     (element,) = elements
 
-    def one_output(x, y, a):
-        for i in each(x.shape[0]):
-            y[i] = element(x[i], a)
+    def one_output(x, y, leaks, width):
+        n = x.shape[0]
+        for r in each((n + width - 1) // width):
+            a = row_leak(leaks, r)
+            start, stop = r * width, min(n, (r + 1) * width)
+            xs, ys = x[start:stop], y[start:stop]
+            for i in range(xs.shape[0]):
+                ys[i] = element(xs[i], a)
 
     return one_output
 

@@ -41,11 +41,12 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-@pytest.fixture(params=["one thread", "Numba's threads at every size"])
+@pytest.fixture(params=["one thread", "Numba's threads at every size, rows of any length"])
 def threading(request, monkeypatch):
-    """Run the NumPy backend's flat loops in the calling thread, and on Numba's threads
-    at every size."""
+    """Run the NumPy backend's rows loops in the calling thread, and on Numba's threads
+    at every size, with an array leak's rows of any length."""
     if request.param != "one thread":
         from relukernels._backends import numpy as numpy_backend
 
         monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)
+        monkeypatch.setattr(numpy_backend, "MIN_ROW", 1)

@@ -28,7 +28,7 @@ def _check(results, x, leak, to_numpy=np.asarray):
 
 
 @given(cases())
-def test_numpy(case):
+def test_numpy(threading, case):
     x, leak = case
     before = x.copy()
     _check((rk.relu(x, leak), rk.relu_dash(x, leak)), x, leak)

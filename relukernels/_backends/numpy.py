@@ -1,13 +1,16 @@
 """NumPy arrays on the CPU kernels of ``relukernels._kernels``, by one of three routes:
 
-1. **Flat loops**: ``x`` and the outputs contiguous in one order (C or Fortran), a
-   dtype with a loop that the result keeps, a number leak, and every output new,
-   ``x`` itself or apart from it. The compiled loop runs over the flat data in the
-   calling thread, or from ``PARALLEL_MIN_SIZE`` elements on Numba's threads.
+1. **Rows loops** over contiguous data: ``x`` and the outputs contiguous in one order
+   (C or Fortran), a dtype with a loop that the result keeps, and every output new,
+   ``x`` itself or apart from it; the leak a number (the data one row, or on threads
+   one row per chunk), or an array constant along ``x``'s trailing axes, as PReLU's
+   ``(C, 1, 1)`` against ``(N, C, H, W)`` is (C order, a row per leak). The compiled
+   loop runs in the calling thread, or from ``PARALLEL_MIN_SIZE`` elements on Numba's
+   threads, a row or a run of rows per thread at a time.
 2. **The ufuncs** of ``relukernels.ufuncs`` for everything else with a loop (other
-   layouts, array leaks, float16, integers that a float leak promotes, outputs that
-   partly overlap ``x``): NumPy's machinery does the strides, broadcasting, casts and
-   overlap. Containers (``ufunc_protocol``) come this way too.
+   layouts and array leaks, float16, integers that a float leak promotes, outputs
+   that partly overlap ``x``): NumPy's machinery does the strides, broadcasting,
+   casts and overlap. Containers (``ufunc_protocol``) come this way too.
 3. **NumPy's own operations**, the array-API formulas, for real dtypes without a
    loop (longdouble).
 
@@ -22,12 +25,13 @@ child on its first parallel region).
 No call warns (``docs/contract.md``, "Warnings"): the formulas compare quietly, and
 the ufunc calls whose products can overflow or meet a signalling NaN (and every float16
 call, which casts) run with NumPy's overflow and invalid warnings off; nothing reads
-the flat loops' floating-point flags.
+the rows loops' floating-point flags.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections import defaultdict
@@ -87,34 +91,36 @@ class NumpyBackend:
                     out = np.empty(x.shape, dtype)
                 else:
                     _check_out(out, x, dtype, "out")
-                    if not _flat_with(out, x, "C"):
+                    if not _contiguous_with(out, x, "C"):
                         return call_ufuncs(op, (x,), a, dtype, [out])
                 n = x.size
                 if 0 < n < PARALLEL_MIN_SIZE:
-                    loop = _LOOPS[False][op.name].get(dtype) or flat_loop(op, dtype, False)
-                    loop(x, out, a) if x.ndim == 1 else loop(x.reshape(-1), out.reshape(-1), a)
+                    loop = _LOOPS[False, False][op.name].get(dtype) or rows_loop(op, dtype, False, False)
+                    loop(x, out, a, n) if x.ndim == 1 else loop(x.reshape(-1), out.reshape(-1), a, n)
                 elif n:
-                    _run_flat(op, dtype, [x.reshape(-1), out.reshape(-1)], a)
+                    _run_rows(op, dtype, [x.reshape(-1), out.reshape(-1)], a, n)
                 return [out]
         else:
             a, dtype = _resolve_leak(x, _validate.leak(leak))
         order = _order(x)
-        flat = order is not None and type(a) is not np.ndarray and dtype is x.dtype and dtype in _HAS_LOOP
+        contiguous = order is not None and dtype is x.dtype and dtype in _HAS_LOOP
         results = []
         for out, name in zip(outs, op.out_names):
             if out is None:
                 results.append(np.empty(x.shape, dtype, order) if order else np.empty_like(x, dtype=dtype))
             else:
                 _check_out(out, x, dtype, name)
-                flat = flat and _flat_with(out, x, order)
+                contiguous = contiguous and _contiguous_with(out, x, order)
                 results.append(out)
         if len(results) == 2 and outs[0] is not None and outs[1] is not None and np.may_share_memory(*results):
             raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
         if x.size == 0:
             return results
-        if flat:
-            _run_flat(op, dtype, _flat_views([x, *results], order), a)
-            return results
+        if contiguous:
+            rows = (a, x.size) if type(a) is not np.ndarray else _leak_rows(x, a) if order == "C" else None
+            if rows is not None:
+                _run_rows(op, dtype, _flat_views([x, *results], order), *rows)
+                return results
         return call_ufuncs(op, (x,), a, dtype, results)
 
     def backward(self, grad: np.ndarray, x: np.ndarray, leak: Any, out: Any) -> np.ndarray:
@@ -133,11 +139,13 @@ class NumpyBackend:
             result = out
         if x.size == 0:
             return result
-        if (order is not None and type(a) is not np.ndarray and dtype in _HAS_LOOP
-                and grad.dtype is x.dtype is dtype and _flat_with(grad, x, order)
-                and (out is None or (_flat_with(out, x, order) and _flat_with(out, grad, order)))):
-            _run_flat(RELU_BACKWARD, dtype, _flat_views([grad, x, result], order), a)
-            return result
+        if (order is not None and grad.dtype is x.dtype is dtype and dtype in _HAS_LOOP
+                and _contiguous_with(grad, x, order)
+                and (out is None or (_contiguous_with(out, x, order) and _contiguous_with(out, grad, order)))):
+            rows = (a, x.size) if type(a) is not np.ndarray else _leak_rows(x, a) if order == "C" else None
+            if rows is not None:
+                _run_rows(RELU_BACKWARD, dtype, _flat_views([grad, x, result], order), *rows)
+                return result
         # The leak rounded to relu_dash's dtype first, as the product does.
         a = a if type(a) is np.ndarray else dash_dtype.type(a)
         return call_ufuncs(RELU_BACKWARD, (grad, x), a, dtype, [result])[0]
@@ -165,8 +173,8 @@ def _check_out(out: Any, x: np.ndarray, dtype: np.dtype, name: str) -> None:
         _validate.out_array(out, name=name, expected_type=np.ndarray, shape=x.shape, dtype=dtype)
 
 
-def _flat_with(array: np.ndarray, x: np.ndarray, order: str) -> bool:
-    """Whether ``array`` can go with ``x`` (contiguous in ``order``) into a flat loop:
+def _contiguous_with(array: np.ndarray, x: np.ndarray, order: str) -> bool:
+    """Whether ``array`` can go with ``x`` (contiguous in ``order``) into a rows loop:
     contiguous in that order, and ``x`` itself or apart from it (two arrays that own
     their memory are apart, without a look at it)."""
     contiguous = array.flags.c_contiguous if order == "C" else array.flags.f_contiguous
@@ -180,29 +188,57 @@ def _flat_views(arrays: list[np.ndarray], order: str) -> list[np.ndarray]:
     return [array.reshape(-1) if order == "C" else array.T.reshape(-1) for array in arrays]
 
 
-def _run_flat(op: Operation, dtype: np.dtype, arrays: list[np.ndarray], a: int | float) -> None:
-    """``op``'s flat loop over 1-d ``arrays`` (inputs, then outputs): on Numba's
-    threads when the call is large and they are free, else in this thread."""
-    if arrays[0].shape[0] < PARALLEL_MIN_SIZE or not _threads.usable or not _threads.lock.acquire(blocking=False):
-        (_LOOPS[False][op.name].get(dtype) or flat_loop(op, dtype, False))(*arrays, a)
+MIN_ROW = 64
+"""Rows of an array leak shorter than this take the ufunc: the loop's cost per row
+would outweigh its elements."""
+
+
+def _leak_rows(x: np.ndarray, leak: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """For a C-contiguous ``x`` and an array leak constant along its trailing axes (a
+    stride of 0 or a length of 1 once broadcast), one leak per row of those axes and
+    the row's length; ``None`` if there are no such axes or the rows are short."""
+    broadcast = np.broadcast_to(leak, x.shape)
+    trailing = 0
+    while trailing < x.ndim and (broadcast.strides[-1 - trailing] == 0 or x.shape[-1 - trailing] == 1):
+        trailing += 1
+    width = math.prod(x.shape[x.ndim - trailing:])
+    if not trailing or width < MIN_ROW:
+        return None
+    return np.ascontiguousarray(broadcast[(..., *[0] * trailing)]).reshape(-1), width
+
+
+def _run_rows(op: Operation, dtype: np.dtype, arrays: list[np.ndarray], leaks: Any, width: int) -> None:
+    """``op``'s rows loop over 1-d ``arrays`` (inputs, then outputs) in rows of
+    ``width``, with ``leaks`` (a number, or one per row): on Numba's threads when the
+    call is large and they are free, else in this thread."""
+    n = arrays[0].shape[0]
+    per_row = type(leaks) is np.ndarray
+    if n < PARALLEL_MIN_SIZE or not _threads.usable or not _threads.lock.acquire(blocking=False):
+        rows_loop(op, dtype, False, per_row)(*arrays, leaks, width)
         return
     try:
-        (_LOOPS[True][op.name].get(dtype) or flat_loop(op, dtype, True))(*arrays, a)
+        if not per_row:  # a run of rows per thread, a few runs each so that they even out
+            import numba
+
+            width = -(-n // (4 * numba.get_num_threads() * 64)) * 64
+        rows_loop(op, dtype, True, per_row)(*arrays, leaks, width)
     finally:
         _threads.lock.release()
 
 
-_LOOPS: dict[bool, dict[str, dict[np.dtype, Callable[..., None]]]] = {False: defaultdict(dict), True: defaultdict(dict)}
-"""The compiled flat loops: in the calling thread (``False``) or on Numba's threads
-(``True``), then by operation name, then by dtype."""
+_LOOPS: dict[tuple[bool, bool], dict[str, dict[np.dtype, Callable[..., None]]]] = {
+    kind: defaultdict(dict) for kind in ((False, False), (False, True), (True, False), (True, True))
+}
+"""The compiled rows loops by (on Numba's threads, a leak per row), then operation
+name, then dtype."""
 
 
-def flat_loop(op: Operation, dtype: np.dtype, parallel: bool) -> Callable[..., None]:
-    """``op``'s loop over 1-d C-contiguous arrays of ``dtype``, on Numba's threads if
-    ``parallel``: called ``loop(*inputs, *outputs, leak)``, the leak a Python number
-    that Numba converts to ``dtype`` (correctly rounded). Compiled, or loaded from
-    Numba's disk cache, on first use."""
-    loop = _LOOPS[parallel][op.name].get(dtype)
+def rows_loop(op: Operation, dtype: np.dtype, parallel: bool, per_row: bool) -> Callable[..., None]:
+    """``op``'s rows loop over 1-d C-contiguous arrays of ``dtype``, on Numba's threads
+    if ``parallel``: called ``loop(*inputs, *outputs, leaks, width)``, ``leaks`` one
+    per row (``per_row``) or a Python number that Numba converts to ``dtype``
+    (correctly rounded). Compiled, or loaded from Numba's disk cache, on first use."""
+    loop = _LOOPS[parallel, per_row][op.name].get(dtype)
     if loop is None:
         import numba
 
@@ -212,10 +248,10 @@ def flat_loop(op: Operation, dtype: np.dtype, parallel: bool) -> Callable[..., N
         # Inputs typed read-only accept writeable arrays too (read-only ones, such as a
         # memory-mapped file opened for reading, would match no writeable signature).
         read, write = numba.types.Array(t, 1, "C", readonly=True), numba.types.Array(t, 1, "C")
-        signature = numba.void(*[read] * len(op.inputs), *[write] * op.nout, t)
+        signature = numba.void(*[read] * len(op.inputs), *[write] * op.nout, read if per_row else t, numba.intp)
         elements = tuple(_kernels.ELEMENTS[name] for name in op.elements)
-        template = _kernels.flat_loop(elements, len(op.inputs), parallel)
-        loop = _LOOPS[parallel][op.name][dtype] = _kernels.compiled(
+        template = _kernels.rows_loop(elements, len(op.inputs), parallel)
+        loop = _LOOPS[parallel, per_row][op.name][dtype] = _kernels.compiled(
             lambda **cache: numba.njit([signature], nogil=True, parallel=parallel, **cache), template
         )
     return loop
