@@ -23,7 +23,8 @@ kernels on PyTorch's current stream, autograd kept working.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import sys
+from typing import Any, NamedTuple
 
 from .. import _validate
 from .._ops import RELU, RELU_BACKWARD, RELU_DASH, Operation, leak_gradient_formula
@@ -41,19 +42,19 @@ class TorchBackend:
     name = "torch"
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
-        import torch
-
+        torch = sys.modules["torch"]  # imported: a tensor of it is here
         if torch.compiler.is_compiling():  # Dynamo traces the registered custom ops
             return _compiled(op, x, leak, outs)
+        if op is RELU and type(leak) is float:  # the common call, on the shortest path
+            native = _native_relu(x, leak, outs[0])
+            if native is not None:
+                return [native]
         leak = _validate.leak(leak)
-        _check_leak_type(leak)
-        if not _tracks_grad(x, leak) and not torch._C._are_functorch_transforms_active():
-            if op is RELU and not _validate.is_array_leak(leak):
-                native = _native_relu(x, leak, outs[0])
-                if native is not None:
-                    return [native]
-            return _run(op, x, leak, outs)
         leak_is_tensor = _validate.is_array_leak(leak)
+        if leak_is_tensor:
+            _check_leak_type(leak)
+        if not _tracks_grad(x, leak) and not torch._C._are_functorch_transforms_active():
+            return _run(op, x, leak, outs)
         has_storage = _has_storage(x) and not (leak_is_tensor and _validate.values_unknown(leak))
         if has_storage and not _tracks_grad(x, leak):
             return _run(op, x, leak, outs)
@@ -84,39 +85,58 @@ class TorchBackend:
         return _relu_backward(grad, x, leak, out)
 
 
-_NATIVE: dict[Any, tuple[Any, float]] = {}
-"""The PyTorch dtypes whose ``leaky_relu`` gives the contract's bits (the slope
-rounded to the dtype, one product): their NumPy dtype and the largest slope PyTorch
-takes for them."""
+class _Native(NamedTuple):
+    """What the shortest path needs of PyTorch, looked up once."""
+
+    rules: dict[Any, tuple[_validate.FloatRule, float]]
+    """The dtypes whose ``leaky_relu`` gives the contract's bits (the slope rounded to
+    the dtype, one product): the contract's rule for them, and the largest slope
+    PyTorch takes."""
+    leaky_relu: Any
+    grad_enabled: Any
+    forward_ad: Any
+    transforms_active: Any
+
+
+_NATIVE: list[_Native] = []
 
 
 def _native_relu(x: Any, leak: int | float, out: Any = None) -> Any:
     """PyTorch's own ``leaky_relu(x, leak)`` (into ``out``, checked, where one is given)
     where it gives the kernels' bits, else ``None``: a float32 or float64 tensor on the
-    CPU or CUDA, without autograd (its derivative at NaN is the leak; ``relu_dash`` is
-    1), a leak that is nonzero in that dtype (``0 * -inf`` would be NaN; ``relu``
-    keeps the sign of -0.0, where the kernels give 0) and up to its largest finite
-    value (PyTorch refuses larger ones, which the contract rounds to it), and an
-    ``out`` that is ``x`` or shares no memory with it (PyTorch refuses a partial
-    overlap, which the kernels compute as if there were none)."""
-    import numpy as np
-    import torch
-
+    CPU or CUDA; no autograd, forward AD or ``torch.func`` transform (the derivative of
+    ``leaky_relu`` at NaN is the leak; ``relu_dash`` is 1); a leak that is nonzero in
+    that dtype (``0 * -inf`` would be NaN; ``relu`` keeps the sign of -0.0, where the
+    kernels give 0) and up to its largest finite value (PyTorch refuses larger ones,
+    which the contract rounds to it); and an ``out`` that is ``x`` or shares no memory
+    with it (PyTorch refuses a partial overlap, which the kernels compute as if there
+    were none). A non-finite leak raises, as ``_validate.leak`` would."""
     if not _NATIVE:
-        _NATIVE.update({torch.float32: (np.dtype(np.float32), float(np.finfo(np.float32).max)),
-                        torch.float64: (np.dtype(np.float64), float(np.finfo(np.float64).max))})
-    native = _NATIVE.get(x.dtype)
-    if native is None or not (x.is_cpu or x.is_cuda) or not _has_storage(x):
+        _NATIVE.append(_native())
+    native = _NATIVE[0]
+    rule = native.rules.get(x.dtype)
+    if (rule is None or not (x.is_cpu or x.is_cuda) or (x.requires_grad and native.grad_enabled())
+            or native.forward_ad._current_level >= 0 or native.transforms_active()):
         return None
-    a, _ = _validate.numpy_result(native[0], leak)
-    if a == 0 or abs(a) > native[1]:
+    a, _ = rule[0].resolve(leak)
+    if a == 0 or abs(a) > rule[1]:
         return None
     if out is None:
-        return torch._C._nn.leaky_relu(x, a)
+        return native.leaky_relu(x, a)
     _check_out(out, x, x.dtype, "out")
     if out is not x and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         return None
-    return torch._C._nn.leaky_relu(x, a, out=out)
+    return native.leaky_relu(x, a, out=out)
+
+
+def _native() -> _Native:
+    import numpy as np
+    import torch
+
+    rules = {dtype: (_validate.dtype_rule(np, np.dtype(name)), float(np.finfo(name).max))
+             for dtype, name in ((torch.float32, "float32"), (torch.float64, "float64"))}
+    return _Native(rules, torch._C._nn.leaky_relu, torch.is_grad_enabled, torch.autograd.forward_ad,
+                   torch._C._are_functorch_transforms_active)
 
 
 def _apply(function: Any, *args: Any) -> Any:
@@ -232,12 +252,11 @@ def _tracks_grad(x: Any, leak: Any) -> bool:
     """Whether autograd follows the call: backward (``requires_grad``, with grad mode
     on) or forward AD (a dual tensor, which exists only inside a dual level), through
     ``x`` or a leak tensor."""
-    import torch
-    from torch.autograd import forward_ad
-
+    torch = sys.modules["torch"]
     leak_is_tensor = _validate.is_array_leak(leak)
     if torch.is_grad_enabled() and (x.requires_grad or (leak_is_tensor and leak.requires_grad)):
         return True
+    forward_ad = torch.autograd.forward_ad
     if forward_ad._current_level < 0:
         return False
     unpack_dual = forward_ad.unpack_dual
@@ -299,8 +318,8 @@ def _relu_function() -> Any:
         class Relu(torch.autograd.Function):
             @staticmethod
             def forward(x: Any, leak: Any) -> Any:
-                if not _validate.is_array_leak(leak):  # PyTorch's own forward where it gives the same bits
-                    native = _native_relu(x.detach(), leak)
+                if type(leak) is float:  # PyTorch's own forward where it gives the same bits
+                    native = _native_relu(x, leak)  # (a Function's forward runs without grad mode)
                     if native is not None:
                         return native
                 plain_leak = leak.detach() if _validate.is_array_leak(leak) else leak
