@@ -116,6 +116,34 @@ def test_flat_kernels_over_many_tiles(op, kind, blocks):
         np.testing.assert_array_equal(out.copy_to_host(), want, strict=True)
 
 
+def test_the_cuda_extras_declare_what_the_gpu_code_imports():
+    """cuda.core and cuda.bindings are imported by the GPU code: the cuda12 and cuda13
+    extras name them, cuda.core from 0.5.0 (its top-level namespace), and what the code
+    imports from them exists in the versions installed here."""
+    import ast
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    root = Path(__file__).resolve().parent.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, major in (("cuda12", 12), ("cuda13", 13)):
+        required = {r.name: r.specifier for r in map(Requirement, extras[extra])}
+        assert Version("0.5.0") in required["cuda-core"] and Version("0.4.2") not in required["cuda-core"], extra
+        assert Version(f"{major}.9.0") in required["cuda-bindings"], extra
+        assert Version(f"{major + 1}.0.0") not in required["cuda-bindings"], extra
+    imported = set()
+    for path in (root / "relukernels" / "_backends").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.partition(".")[0] == "cuda":
+                imported |= {(node.module, alias.name) for alias in node.names}
+    assert {("cuda.core", "Linker"), ("cuda.bindings", "driver")} <= imported
+    missing = [f"{module}.{name}" for module, name in imported if not hasattr(importlib.import_module(module), name)]
+    assert not missing
+
+
 def test_empty_arrays_launch_nothing():
     x = cuda.to_device(np.empty(0, np.float32))
     y = cuda.device_array(0, np.float32)
