@@ -3,9 +3,11 @@ and check two things without a GPU:
 
 1. The loads and stores: the quads kernels load and store with vector instructions
    (``ld.global.v4.f32``; ``v2`` pairs for 8-byte elements) and the others do not.
-2. The parameters: every kernel's PTX parameter list has the sizes, in order, of
-   what the launcher packs for it (``_numba_cuda.kernel_arguments``), so the
-   pointers, extents, strides and leak land where the compiled code reads them.
+2. The parameters: every kernel's PTX parameter list has the sizes and kinds
+   (floating point or integer), in order, of what the launcher packs for it
+   (``_numba_cuda.kernel_arguments``), so the pointers, extents, strides and leak land
+   where the compiled code reads them. Both follow the kernel's parameter names
+   (``_numba_cuda.parameter_order``); this checks that Numba compiles them as packed.
 3. The link: each of those kernels but the float16 ones links into a cubin as the
    launcher links it (nvJitLink; float16 kernels need NVRTC, which needs a driver).
 
@@ -19,6 +21,7 @@ fails, 77 when NVVM, NVRTC or nvJitLink is missing; tests/test_cuda_kernels.py r
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import sys
@@ -73,14 +76,17 @@ def vector_problem(kind: str, counts: Counter) -> str | None:
     return f"vector accesses {sorted(vectors)}" if vectors else None
 
 
-def parameter_sizes(code: str) -> list[int]:
-    """The size in bytes of each parameter of the one kernel in ``code``."""
+def parameter_types(code: str) -> list[tuple[str, int]]:
+    """The kind ("float" or "int": PTX's f, or u, s and b) and size in bytes of each
+    parameter of the one kernel in ``code``."""
     [parameters] = re.findall(r"\.entry\s+[^\s(]+\s*\((.*?)\)", code, re.DOTALL)
-    return [_PARAMETER_BYTES[bits] for bits in re.findall(r"\.param\s+\.[a-z]+(\d+)\s", parameters)]
+    return [("float" if kind == "f" else "int", _PARAMETER_BYTES[bits])
+            for kind, bits in re.findall(r"\.param\s+\.([a-z])(\d+)\s", parameters)]
 
 
-def packed_sizes(op: str, kind: str, out_dtype: str) -> list[int]:
-    """The sizes of what the launcher packs for ``op``'s ``kind`` kernel."""
+def packed_types(op: str, kind: str, out_dtype: str) -> list[tuple[str, int]]:
+    """The kind and size of what the launcher packs for ``op``'s ``kind`` kernel (a
+    float16 leak goes as its bits, an integer)."""
     import numpy as np
 
     from relukernels._backends import _numba_cuda
@@ -91,7 +97,8 @@ def packed_sizes(op: str, kind: str, out_dtype: str) -> list[int]:
     count = len(_numba_cuda.KERNEL_OPERATIONS[op].inputs) + _numba_cuda.KERNEL_OPERATIONS[op].nout
     leak = (1 << 20, array) if kind == "leaks" else dtype.type(0.5 if dtype.kind == "f" else 2)
     arguments = _numba_cuda.kernel_arguments(op, kind, leak, [1 << 20] * count, (array,) * count)
-    return _numba_cuda.argument_sizes(arguments)
+    kinds = ["float" if isinstance(argument, (ctypes.c_float, ctypes.c_double)) else "int" for argument in arguments]
+    return list(zip(kinds, _numba_cuda.argument_sizes(arguments)))
 
 
 def _missing_toolchain() -> str | None:
@@ -137,9 +144,10 @@ def main() -> int:
     for op, kind in _numba_cuda.KERNELS:
         for dtype in PARAMETER_DTYPES:
             code = _numba_cuda.kernel_ptx(op, kind, dtypes(op, dtype, dtype), CC)
-            compiled, packed = parameter_sizes(code), packed_sizes(op, kind, dtype)
+            compiled, packed = parameter_types(code), packed_types(op, kind, dtype)
             if compiled != packed:
-                problems.append(f"{op} {kind} {dtype}: the PTX takes parameters of {compiled} bytes, the launcher packs {packed}")
+                problems.append(f"{op} {kind} {dtype}: the PTX takes parameters {compiled} (kind, bytes), "
+                                f"the launcher packs {packed}")
             checked += 1
             if dtype != "f2":
                 try:
@@ -147,7 +155,7 @@ def main() -> int:
                 except Exception as error:  # noqa: BLE001 - the linker's errors, reported as a failed check
                     problems.append(f"{op} {kind} {dtype}: does not link: {error}")
                 linked += 1
-    print(f"\nparameters: {checked} kernels checked against the launcher's packing; {linked} linked to cubins")
+    print(f"\nparameters: {checked} kernels checked against the launcher's packing (kinds and sizes); {linked} linked to cubins")
     for problem in problems:
         print(f"FAIL {problem}")
     print("all checks pass" if not problems else f"{len(problems)} checks fail")

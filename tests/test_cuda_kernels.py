@@ -116,6 +116,38 @@ def test_flat_kernels_over_many_tiles(op, kind, blocks):
         np.testing.assert_array_equal(out.copy_to_host(), want, strict=True)
 
 
+def _relu_outputs_first(n, y, w0, dy, w1, a, x0, r0, x1, r1):
+    """``relu``'s flat kernel, simply, with its parameters in another order."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        y[i * w0] = _numba_cuda._DEVICE_FUNCTIONS["relu"](x0[i * r0], a)
+
+
+def test_arguments_are_packed_in_the_order_of_the_kernels_parameters(monkeypatch):
+    """The launcher packs each parameter where the kernel has it, by its name: not in
+    an order of its own, which the compiled kernel's sizes (all 8 bytes here) cannot
+    tell from another."""
+    monkeypatch.setitem(_numba_cuda.KERNELS, ("relu, outputs first", "flat"), _relu_outputs_first)
+    monkeypatch.setitem(_numba_cuda.KERNEL_OPERATIONS, "relu, outputs first", _numba_cuda.KERNEL_OPERATIONS["relu"])
+    x = np.linspace(-2, 2, 9, dtype=np.float64)
+    y = np.zeros_like(x)
+    arrays = (_numba_cuda.RawArray(0, x.shape, x.strides, x.dtype),) * 2
+    device = _numba_cuda.current_device_id()
+    _numba_cuda.launch_raw("relu, outputs first", "flat", np.float64(0.25), [x.ctypes.data, y.ctypes.data], arrays,
+                           _numba_cuda.stream_for(device, 0), device)
+    np.testing.assert_array_equal(y, oracle.relu(x, 0.25), strict=True)
+    np.testing.assert_array_equal(x, np.linspace(-2, 2, 9), strict=True)
+    assert _numba_cuda.parameter_order("relu, outputs first", "flat") == ("n", "y", "dy", "a", "x0", "x1")
+
+
+def test_a_kernel_must_group_each_operands_parameters(monkeypatch):
+    def strides_apart(n, x0, x1, r0, r1, a, y, w0, dy, w1):
+        pass
+
+    monkeypatch.setitem(_numba_cuda.KERNELS, ("relu, strides apart", "flat"), strides_apart)
+    with pytest.raises(TypeError, match="followed by its strides"):
+        _numba_cuda.parameter_order("relu, strides apart", "flat")
+
+
 def test_the_cuda_extras_declare_what_the_gpu_code_imports():
     """cuda.core and cuda.bindings are imported by the GPU code: the cuda12 and cuda13
     extras name them, cuda.core from 0.5.0 (its top-level namespace), and what the code

@@ -21,18 +21,23 @@ output may be an input itself, so the compiler may not move them past the stores
 
 The kernels take plain parameters only, so that what the launcher packs is what the
 compiled code reads, with no library's array layout in between: the element count
-(four extents for the 4-d kernels), then for each operand a pointer followed by its
-strides in elements (none for ``quads``), in the order: two inputs, the leak (a
-scalar of the output dtype, or a pointer and strides for ``leaks``), two outputs.
-An operation with one input gets it twice and reads it once; one with one output
-gets it twice and writes it once.
+``n`` (four extents ``n0`` to ``n3`` for the 4-d kernels), and for each operand a
+pointer followed by its strides in elements (none for ``quads``): inputs ``x0`` and
+``x1`` (strides ``r0``, ``r1``; ``r00`` to ``r03`` and ``r10`` to ``r13`` in 4-d),
+the leak ``a`` (a scalar of the output dtype; for ``leaks`` a pointer, strides
+``l0`` to ``l3``), outputs ``y`` and ``dy`` (strides ``w0``, ``w1``, ...). An
+operation with one input gets it twice and reads it once; one with one output gets
+it twice and writes it once. The order is each kernel's own: the Numba signature it
+is compiled for and the parameters packed at launch both follow its parameter
+names (``parameter_order``), so the two cannot disagree.
 
 How a launch runs: ``numba.cuda.compile_all`` compiles the kernel's Python function
 to PTX for the device's compute capability (with Numba's float16 operators where it
 calls them); ``cuda.core`` links the PTX into a cubin (``Linker``), loads it and
-launches it (``launch``) with the packed parameters,
-after checking once per kernel that their sizes are those the driver reports for
-it (``Kernel.arguments_info``). Nothing of Numba but its public compiler is used.
+launches it (``launch``) with the packed parameters, after checking once per kernel
+that their sizes are those the driver reports for it (``Kernel.arguments_info``),
+which would catch a Numba that compiles parameters differently. Nothing of Numba but
+its public compiler is used.
 Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) the same kernels run in Python
 through Numba's simulated launcher, each pointer a view of the host memory behind
 it, so the tests run the whole backend without a GPU; ``benchmarks/ptx_check.py``
@@ -43,6 +48,8 @@ this module imports ``numba.cuda``.
 from __future__ import annotations
 
 import ctypes
+import functools
+import inspect
 import math
 import re
 from typing import Any, Callable, NamedTuple
@@ -245,20 +252,60 @@ class RawArray(NamedTuple):
     dtype: np.dtype
 
 
+_STRIDES = {"x0": "r0", "x1": "r1", "a": "l", "y": "w0", "dy": "w1"}
+"""The kernels' operands, by the name of their pointer parameter, with the name of
+their strides' parameters (in 4-d, followed by the dimension: ``r00`` to ``r03``)."""
+
+
+def _operand_parameters(operand: str, kind: str) -> list[str]:
+    """The names of an operand's parameters in a ``kind`` kernel: ``n``, the extents
+    (``n0`` to ``n3`` in 4-d); else the pointer, then the strides (none for quads, nor
+    for a scalar leak)."""
+    ndim = KIND_NDIM[kind]
+    if operand == "n":
+        return ["n"] if ndim == 1 else [f"n{d}" for d in range(ndim)]
+    if kind == "quads" or (operand == "a" and kind != "leaks"):
+        return [operand]
+    prefix = _STRIDES[operand]
+    return [operand, prefix] if ndim == 1 else [operand, *(f"{prefix}{d}" for d in range(ndim))]
+
+
+@functools.cache
+def parameter_order(op: str, kind: str) -> tuple[str, ...]:
+    """The operands of ``op``'s ``kind`` kernel in the order of its parameters: ``n``
+    (the extents), ``x0``, ``x1``, ``a``, ``y`` and ``dy``, read from the kernel
+    function's parameter names, which must group each operand's parameters (see
+    ``_operand_parameters``). ``signature`` and ``kernel_arguments`` follow it."""
+    kernel = KERNELS[op, kind]
+    names = list(inspect.signature(kernel).parameters)
+    order = tuple("n" if name == "n0" else name for name in names if name in ("n", "n0", *_STRIDES))
+    grouped = [name for operand in order for name in _operand_parameters(operand, kind)]
+    if sorted(order) != sorted(("n", *_STRIDES)) or names != grouped:
+        raise TypeError(
+            f"the {op} kernel ({kind}) has parameters {names}: each of n, {', '.join(_STRIDES)} must appear once, "
+            "followed by its strides, as kernel_arguments packs them"
+        )
+    return order
+
+
 def signature(op: str, kind: str, dtypes: tuple[np.dtype, ...]) -> tuple:
     """The Numba argument types of ``op``'s ``kind`` kernel for ``dtypes``: its
-    inputs' dtypes, then the output's."""
+    inputs' dtypes, then the output's; in the kernel's ``parameter_order``."""
     from numba.cuda import types
     from numba.cuda.np.numpy_support import from_dtype
 
     ndim = KIND_NDIM[kind]
-    extents = (types.int64,) * ndim
     strides = () if kind == "quads" else (types.int64,) * ndim
-    inputs = [types.CPointer(from_dtype(d)) for d in dtypes[:-1]]
     output = from_dtype(dtypes[-1])
-    leak = (types.CPointer(output), *strides) if kind == "leaks" else (output,)
-    pointer_out = (types.CPointer(output), *strides)
-    return (*extents, inputs[0], *strides, inputs[-1], *strides, *leak, *pointer_out, *pointer_out)
+    operand_types = {
+        "n": (types.int64,) * ndim,
+        "x0": (types.CPointer(from_dtype(dtypes[0])), *strides),
+        "x1": (types.CPointer(from_dtype(dtypes[-2])), *strides),
+        "a": (types.CPointer(output), *strides) if kind == "leaks" else (output,),
+        "y": (types.CPointer(output), *strides),
+        "dy": (types.CPointer(output), *strides),
+    }
+    return tuple(t for operand in parameter_order(op, kind) for t in operand_types[operand])
 
 
 def kernel_ptx(op: str, kind: str, dtypes: tuple[np.dtype, ...], cc: tuple[int, int]) -> str:
@@ -324,22 +371,31 @@ class HostPointer:
         self.memory[self.origin + i] = value
 
 
+@functools.cache
+def _packing(op: str, kind: str) -> tuple[tuple[str, int], ...]:
+    """``parameter_order`` of ``op``'s ``kind`` kernel, each operand with the index of
+    its array among ``kernel_arguments``' (the output's for the leak)."""
+    inputs = len(KERNEL_OPERATIONS[op].inputs)
+    index = {"n": 0, "x0": 0, "x1": inputs - 1, "a": inputs, "y": inputs, "dy": -1}
+    return tuple((operand, index[operand]) for operand in parameter_order(op, kind))
+
+
 def kernel_arguments(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[RawArray, ...]) -> list[Any]:
     """The parameters of ``op``'s ``kind`` kernel over ``arrays`` (inputs, then outputs;
     array ``i`` at ``pointers[i]`` plus its offset) with leak ``a`` (as ``launch_raw``
-    takes it), in the order the module's docstring gives. Under the simulator each
-    pointer is a ``HostPointer`` and the leak a NumPy scalar."""
-    inputs = len(KERNEL_OPERATIONS[op].inputs)
+    takes it), in the kernel's ``parameter_order``. Under the simulator each pointer
+    is a ``HostPointer`` and the leak a NumPy scalar."""
     operand = _simulated_operand if SIMULATOR else _operand
-    arguments = list(arrays[0].shape)
-    arguments += operand(kind, pointers[0], arrays[0])
-    arguments += operand(kind, pointers[inputs - 1], arrays[inputs - 1])
-    if kind == "leaks":
-        arguments += operand(kind, *a)
-    else:
-        arguments.append(a if SIMULATOR else _SCALARS[arrays[inputs].dtype](a))
-    arguments += operand(kind, pointers[inputs], arrays[inputs])
-    arguments += operand(kind, pointers[-1], arrays[-1])
+    arguments: list[Any] = []
+    for name, i in _packing(op, kind):
+        if name == "n":
+            arguments += arrays[0].shape
+        elif name != "a":
+            arguments += operand(kind, pointers[i], arrays[i])
+        elif kind == "leaks":
+            arguments += operand(kind, *a)
+        else:
+            arguments.append(a if SIMULATOR else _SCALARS[arrays[i].dtype](a))
     return arguments
 
 
