@@ -148,6 +148,15 @@ def test_a_kernel_must_group_each_operands_parameters(monkeypatch):
         _numba_cuda.parameter_order("relu, strides apart", "flat")
 
 
+def test_stream_wrappers_are_kept_for_the_streams_in_use_only():
+    """One wrapper per stream handle, for the most recently used: a program that makes
+    and destroys streams does not grow the cache without end."""
+    _numba_cuda.stream_for.cache_clear()
+    for handle in range(1, 10 * _numba_cuda.STREAM_WRAPPERS):
+        _numba_cuda.stream_for(0, handle)
+    assert _numba_cuda.stream_for.cache_info().currsize == _numba_cuda.STREAM_WRAPPERS
+
+
 def test_the_cuda_extras_declare_what_the_gpu_code_imports():
     """cuda.core and cuda.bindings are imported by the GPU code: the cuda12 and cuda13
     extras name them, cuda.core from 0.5.0 (its top-level namespace), and what the code

@@ -414,7 +414,10 @@ _multiprocessors: dict[int, int] = {}
 _compiled: dict[tuple, Any] = {}
 _simulated: dict[tuple[str, str], Any] = {}
 _configs: dict[int, Any] = {}
-_streams: dict[tuple[int, int], Any] = {}
+
+STREAM_WRAPPERS = 32
+"""How many ``cuda.core`` wrappers of callers' streams ``stream_for`` keeps, the most
+recently used."""
 
 
 def current_device_id() -> int:
@@ -458,16 +461,18 @@ def _compiled_kernel(op: str, kind: str, dtypes: tuple[np.dtype, ...], device_id
     return kernel
 
 
+@functools.lru_cache(maxsize=STREAM_WRAPPERS)
 def stream_for(device_id: int, handle: int) -> Any:
-    """The caller's stream ``handle`` as ``launch_raw`` takes it, one wrapper per handle."""
+    """The caller's stream ``handle`` on a device as ``launch_raw`` takes it: a
+    ``cuda.core`` wrapper, made once for a stream in use and dropped once
+    ``STREAM_WRAPPERS`` others were used since (a program that makes and destroys
+    streams would otherwise keep one for each). The device is part of the key: the
+    default streams' handles (0, 1, 2) are those of the current device's context."""
     if SIMULATOR:
         return 0
-    stream = _streams.get((device_id, handle))
-    if stream is None:
-        from cuda.core import Stream
+    from cuda.core import Stream
 
-        stream = _streams[device_id, handle] = Stream.from_handle(handle)
-    return stream
+    return Stream.from_handle(handle)
 
 
 def launch_raw(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[RawArray, ...], stream: Any,
