@@ -205,6 +205,17 @@ def test_bad_array_leak_writes_nothing(leak, error, words):
     assert not out.any()
 
 
+def test_an_interface_array_is_on_the_device_of_its_pointer():
+    """The driver tells which device a pointer's memory is on; outputs are made and
+    kernels launched there. The simulator has one device, 0."""
+    adapter = cuda_backend._adapter(HostDeviceArray)
+    x = HostDeviceArray(np.linspace(-1, 1, 4, dtype=np.float32))
+    assert adapter.device_id(x) == 0
+    with adapter.device(x):
+        assert cuda_backend._kernels().current_device_id() == 0
+    assert cuda_backend._kernels().pointer_device_id(0) == 0  # an empty array's null pointer: the current device
+
+
 def test_the_interface_stream_is_honoured():
     """Version 3's ``stream``: the launch goes on it (the legacy default stream when absent)."""
 

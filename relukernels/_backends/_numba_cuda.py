@@ -47,6 +47,7 @@ this module imports ``numba.cuda``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import inspect
@@ -423,6 +424,33 @@ recently used."""
 def current_device_id() -> int:
     """Numba's current device (the simulator's has no id: 0)."""
     return getattr(cuda.get_current_device(), "id", 0)
+
+
+def pointer_device_id(pointer: int) -> int:
+    """The device whose memory ``pointer`` is in (``cuPointerGetAttribute``); the current
+    device for a null pointer (an empty array's may be), and under the simulator, whose
+    one device is 0. Raises ``ValueError`` for memory CUDA does not know."""
+    if SIMULATOR or not pointer:
+        return current_device_id()
+    from cuda.bindings import driver
+
+    error, ordinal = driver.cuPointerGetAttribute(driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, pointer)
+    if error != driver.CUresult.CUDA_SUCCESS:
+        raise ValueError(f"the array's data at {pointer:#x} is not memory that CUDA knows ({error.name})")
+    return int(ordinal)
+
+
+def device_context(device_id: int) -> contextlib.AbstractContextManager:
+    """A ``with`` block in which ``device_id`` is Numba's current device, as it is
+    already where its context is current (and under the simulator, with one device)."""
+    if SIMULATOR:
+        return contextlib.nullcontext()
+    from cuda.bindings import driver
+
+    error, device = driver.cuCtxGetDevice()
+    if error == driver.CUresult.CUDA_SUCCESS and int(device) == device_id:
+        return contextlib.nullcontext()
+    return cuda.gpus[device_id]
 
 
 def _blocks(kind: str, size: int, device_id: int) -> int:

@@ -108,7 +108,8 @@ class _TorchArrays:
 
 
 class _InterfaceArrays:
-    """Any other ``__cuda_array_interface__`` object; outputs are Numba device arrays."""
+    """Any other ``__cuda_array_interface__`` object; outputs are Numba device arrays.
+    Its device is that of the memory its pointer points into, as the driver tells."""
 
     @staticmethod
     def view(x: Any) -> tuple[int, "_Layout", bool]:
@@ -132,12 +133,13 @@ class _InterfaceArrays:
         return cuda.device_array(tuple(x.shape), dtype=dtype, order="F" if order == "F" else "C")
 
     @staticmethod
-    def device_id(x: Any) -> int | None:
-        return None
+    def device_id(x: Any) -> int:
+        return _kernels().pointer_device_id(x.__cuda_array_interface__["data"][0])
 
     @staticmethod
     def device(x: Any) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext()
+        kernels = _kernels()
+        return kernels.device_context(kernels.pointer_device_id(x.__cuda_array_interface__["data"][0]))
 
     @staticmethod
     def stream(x: Any) -> int:
@@ -245,8 +247,6 @@ def _launch(op: Operation, adapter: Any, inputs: tuple, views: tuple, leak: Any,
             return results
         kernels = _kernels()
         device_id = adapter.device_id(x)
-        if device_id is None:
-            device_id = kernels.current_device_id()
         pointers, layouts = [pointer for pointer, _ in views], [layout for _, layout in views]
         for view, result in zip(given, results):
             pointer, layout = view or adapter.view(result)[:2]
