@@ -571,20 +571,6 @@ def _raw(array: Any) -> tuple[int, RawArray]:
     return interface["data"][0], RawArray(0, shape, tuple(strides), dtype)
 
 
-def copy_to_host(pointer: int, array: RawArray, device_array: Any) -> np.ndarray:
-    """A host copy of ``device_array`` (any ``__cuda_array_interface__`` object), which
-    is ``array`` at ``pointer``."""
-    if SIMULATOR:
-        return _host_view(pointer, array).copy()
-    return cuda.as_cuda_array(device_array).copy_to_host()
-
-
-def _host_view(pointer: int, array: RawArray) -> np.ndarray:
-    """The simulator's "device" memory is host memory: a NumPy view of it."""
-    memory, low = _host_memory(pointer, array)
-    return np.ndarray(array.shape, array.dtype, memory, offset=-low, strides=array.strides)
-
-
 def _host_memory(pointer: int, array: RawArray) -> tuple[np.ndarray, int]:
     """The host memory an array spans, as a 1-d array of its dtype, and where the
     array's pointer is from its start (minus, in bytes)."""

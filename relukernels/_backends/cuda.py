@@ -6,7 +6,9 @@ strides (``relu_backward`` of mixed dtypes excepted: see ``CudaBackend.backward`
 array's layout cheaply, how to allocate an output (in the input's library, on its
 device, in its memory order), which device to make current, and which stream is the
 caller's (CuPy's and PyTorch's current stream; the interface's ``stream`` field).
-Nothing here imports CUDA until an array of this backend arrives.
+Nothing here waits for the device: an array leak's values are not read on the host
+(see ``_device_leak``). Nothing here imports CUDA until an array of this backend
+arrives.
 """
 
 from __future__ import annotations
@@ -266,27 +268,58 @@ def _launch(op: Operation, adapter: Any, inputs: tuple, views: tuple, leak: Any,
 
 def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[Any, np.dtype]:
     """An array ``leak``, checked and cast to the result dtype on ``x``'s device, and
-    that dtype. It must be of ``x``'s library (any ``__cuda_array_interface__``
-    object for such an ``x``) and on ``x``'s device."""
-    if adapter is _InterfaceArrays:
-        if not hasattr(leak, "__cuda_array_interface__"):
-            raise TypeError(f"leak must be a device array like x, got {type(leak).__name__}")
-        from ._numba_cuda import RawArray
+    that dtype.
 
-        pointer, layout, _ = adapter.view(leak)
-        host = _kernels().copy_to_host(pointer, RawArray(0, layout.shape, layout.strides, layout.dtype), leak)
-        dtype = _validate.array_leak(np, host, x_layout.shape, x_layout.dtype)[1]
-        if host.dtype != dtype:  # there is no library here to cast it with
-            raise TypeError(f"leak has dtype {host.dtype}; for an x of no known library it must have the result's, {dtype}")
-        return leak, dtype
-    if _library(type(leak)) != _library(type(x)):
+    It must be of ``x``'s library (any ``__cuda_array_interface__`` object for such an
+    ``x``, already in the result dtype: there is no library to cast it with), on
+    ``x``'s device, of a real dtype, and broadcast to ``x``'s shape. Its values are
+    not read: the host would wait for the device on every call (stalling, say, each
+    PReLU forward), and may not wait at all while a stream is captured into a CUDA
+    graph. So a value that is not finite in the result dtype (NaN, infinity, or beyond
+    its range once cast) is not refused as for host arrays, but gives non-finite
+    results where it applies, as PyTorch's ``prelu`` does. One case still reads the
+    leak, once: an integer leak with values that the integer result dtype cannot hold
+    (int64 for an int8 ``x``) is checked to fit, since the cast would wrap them into
+    wrong values silently; a leak in the result dtype never is.
+    """
+    if adapter is _InterfaceArrays and not hasattr(leak, "__cuda_array_interface__"):
+        raise TypeError(f"leak must be a device array like x, got {type(leak).__name__}")
+    if adapter is not _InterfaceArrays and _library(type(leak)) != _library(type(x)):
         raise TypeError(f"leak must be an array of x's library, got {type(leak).__module__}.{type(leak).__name__}")
     if adapter.device_id(leak) != adapter.device_id(x):
         raise ValueError(f"leak is on device {adapter.device_id(leak)}; x is on device {adapter.device_id(x)}")
+    if adapter is _InterfaceArrays:
+        layout = adapter.view(leak)[1]
+        dtype = _leak_result_dtype(np, layout.dtype, layout.shape, x_layout.shape, x_layout.dtype)
+        if layout.dtype != dtype:
+            raise TypeError(f"leak has dtype {layout.dtype}; for an x of no known library it must have the result's, {dtype}")
+        return leak, dtype
     import array_api_compat
 
-    cast, _ = _validate.array_leak(array_api_compat.array_namespace(leak), leak, x_layout.shape, x.dtype)
+    xp = array_api_compat.array_namespace(leak)
+    dtype = _leak_result_dtype(xp, leak.dtype, tuple(leak.shape), x_layout.shape, x.dtype)
+    if xp.isdtype(dtype, "integral") and xp.isdtype(leak.dtype, "integral"):
+        rule, held = _validate.dtype_rule(xp, dtype), xp.iinfo(leak.dtype)
+        if (held.min < rule.low or held.max > rule.high) and math.prod(leak.shape) and not (
+            rule.low <= int(xp.min(leak)) and int(xp.max(leak)) <= rule.high
+        ):
+            raise ValueError(f"leak does not fit in {rule.name} [{rule.low}, {rule.high}], the dtype of x")
+    cast = xp.astype(leak, dtype)
     return cast, adapter.dtype(cast)
+
+
+def _leak_result_dtype(xp: Any, leak_dtype: Any, leak_shape: tuple[int, ...], shape: tuple[int, ...],
+                       dtype: Any) -> Any:
+    """The result dtype of an ``x`` of ``shape`` and ``dtype`` with a leak array of
+    ``leak_dtype`` and ``leak_shape`` in namespace ``xp``, from those alone: the
+    checks of ``_validate.array_leak`` that read no values."""
+    if not (xp.isdtype(leak_dtype, "real floating") or xp.isdtype(leak_dtype, "integral")):
+        name = str(leak_dtype).removeprefix("torch.")
+        raise TypeError(f"leak has dtype {name}; it must be a real floating or integer array")
+    _validate.broadcast_leak(tuple(leak_shape), tuple(shape))
+    if isinstance(_validate.dtype_rule(xp, dtype), _validate.IntegerRule) and xp.isdtype(leak_dtype, "real floating"):
+        return xp.result_type(dtype, leak_dtype)
+    return dtype
 
 
 def _broadcast(layout: "_Layout", shape: tuple[int, ...]) -> "_Layout":
