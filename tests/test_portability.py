@@ -4,8 +4,6 @@ no ``os.register_at_fork`` (Windows). The missing function is deleted from ``os`
 from __future__ import annotations
 
 import os
-import resource
-import signal
 import subprocess
 import sys
 import textwrap
@@ -16,9 +14,9 @@ import relukernels as rk
 from relukernels._apply import apply_file
 
 
-def _python(code: str, cwd: os.PathLike | None = None, **kwargs) -> subprocess.CompletedProcess:
+def _python(code: str, cwd: os.PathLike | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, **kwargs)
+                          timeout=300)
 
 
 def test_apply_without_posix_fallocate(tmp_path, monkeypatch):
@@ -34,8 +32,10 @@ def test_apply_without_posix_fallocate(tmp_path, monkeypatch):
 
 
 CLI_WITHOUT_POSIX_FALLOCATE = """
-    import os, sys
+    import os, resource, signal, sys
     del os.posix_fallocate
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
     from relukernels.cli import main
     sys.exit(main(["apply", "big.npy", "y.npy"]))
 """
@@ -44,13 +44,8 @@ CLI_WITHOUT_POSIX_FALLOCATE = """
 def test_a_full_disk_is_still_reported_at_the_start_without_posix_fallocate(tmp_path):
     """Without posix_fallocate the file is extended, not allocated: a file-size limit
     (here RLIMIT_FSIZE, as a full disk would) still fails before any batch, in one line."""
-
-    def limit_file_size() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-
     np.save(tmp_path / "big.npy", np.zeros(100_000))
-    done = _python(CLI_WITHOUT_POSIX_FALLOCATE, cwd=tmp_path, preexec_fn=limit_file_size)
+    done = _python(CLI_WITHOUT_POSIX_FALLOCATE, cwd=tmp_path)
     assert done.returncode == 2 and "no room" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy"]
