@@ -301,7 +301,7 @@ class _ApplyProgress:
             self.stop = _STOPS[signum]
 
         defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum, default in defaults.items():
             if signal.getsignal(signum) is default:
                 previous[signum] = signal.signal(signum, note)
