@@ -12,6 +12,7 @@ around a launch (checks, layouts, launch plan, kernel arguments). On a GPU,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -38,6 +39,8 @@ def main() -> None:
     _numba_cuda.stream_for = lambda device_id, handle: None
     _numba_cuda._compiled_kernel = lambda *signature: None
     _numba_cuda._ensure_context = lambda device_id: None
+    _numba_cuda.pointer_device_id = lambda pointer: 0
+    _numba_cuda.device_context = lambda device_id: contextlib.nullcontext()
     _numba_cuda._multiprocessors[0] = 132
     cuda.core.launch = lambda *arguments: None
     x, y = HostArray(np.ones(1024, np.float32)), HostArray(np.empty(1024, np.float32))

@@ -62,29 +62,50 @@ def array_leak(xp: Any, value: Any, shape: tuple[int, ...], dtype: Any) -> tuple
     """An array ``leak`` for ``x`` of ``shape`` and ``dtype`` in namespace ``xp``:
     the leak cast to the result dtype, and that dtype.
 
-    The leak must broadcast to ``shape`` without changing it, have a real dtype,
-    hold only finite values, and fit the result dtype. The result dtype is ``x``'s,
-    except for integer ``x`` with a floating leak: then ``xp``'s promotion of the two.
+    The leak must pass ``array_leak_dtype``, hold only finite values, and fit the
+    result dtype. Where its values cannot be read yet (traced or symbolic), or where
+    reading them would wait for a GPU (one with ``__cuda_array_interface__``: a sync
+    per call, and no CUDA-graph capture), they are not checked, but for an integer
+    leak whose dtype holds values that the integer result cannot, which the cast
+    would wrap: a non-finite value then gives non-finite results where it applies.
     """
-    name = str(value.dtype).removeprefix("torch.")
-    if not (xp.isdtype(value.dtype, "real floating") or xp.isdtype(value.dtype, "integral")):
-        raise TypeError(f"leak has dtype {name}; it must be a real floating or integer array")
-    broadcast_leak(tuple(value.shape), tuple(shape))
+    result = array_leak_dtype(xp, value.dtype, tuple(value.shape), tuple(shape), dtype)
     rule = dtype_rule(xp, dtype)
     leak_is_float = xp.isdtype(value.dtype, "real floating")
-    result = xp.result_type(dtype, value.dtype) if isinstance(rule, IntegerRule) and leak_is_float else dtype
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
         cast = xp.astype(value, result)
     if values_unknown(value):
         return cast, result
+    if hasattr(value, "__cuda_array_interface__"):
+        if leak_is_float or not isinstance(rule, IntegerRule):
+            return cast, result
+        held = xp.iinfo(value.dtype)
+        if rule.low <= held.min and held.max <= rule.high:
+            return cast, result
     if leak_is_float and not bool(xp.all(xp.isfinite(value))):
         raise ValueError("leak must be finite: it holds NaN or infinity")
     if xp.isdtype(result, "real floating"):
         if not bool(xp.all(xp.isfinite(cast))):
             raise ValueError(f"leak overflows {rule.name if result == dtype else result}: it would become infinite")
-    elif value.size and not (rule.low <= int(xp.min(value)) and int(xp.max(value)) <= rule.high):
+    elif math.prod(value.shape) and not (rule.low <= int(xp.min(value)) and int(xp.max(value)) <= rule.high):
         raise ValueError(f"leak does not fit in {rule.name} [{rule.low}, {rule.high}], the dtype of x")
     return cast, result
+
+
+def array_leak_dtype(xp: Any, leak_dtype: Any, leak_shape: tuple[int, ...], shape: tuple[int, ...],
+                     dtype: Any) -> Any:
+    """The result dtype for an ``x`` of ``shape`` and ``dtype`` and an array leak of
+    ``leak_dtype`` and ``leak_shape`` in namespace ``xp``, from those alone: the leak
+    must have a real dtype and broadcast to ``shape`` without changing it. The result
+    dtype is ``x``'s, except for integer ``x`` with a floating leak: then ``xp``'s
+    promotion of the two."""
+    if not (xp.isdtype(leak_dtype, "real floating") or xp.isdtype(leak_dtype, "integral")):
+        name = str(leak_dtype).removeprefix("torch.")
+        raise TypeError(f"leak has dtype {name}; it must be a real floating or integer array")
+    broadcast_leak(leak_shape, shape)
+    if isinstance(dtype_rule(xp, dtype), IntegerRule) and xp.isdtype(leak_dtype, "real floating"):
+        return xp.result_type(dtype, leak_dtype)
+    return dtype
 
 
 def grad_dtype(xp: Any, dtype: Any, dash_dtype: Any) -> Any:

@@ -290,36 +290,14 @@ def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[
         raise ValueError(f"leak is on device {adapter.device_id(leak)}; x is on device {adapter.device_id(x)}")
     if adapter is _InterfaceArrays:
         layout = adapter.view(leak)[1]
-        dtype = _leak_result_dtype(np, layout.dtype, layout.shape, x_layout.shape, x_layout.dtype)
+        dtype = _validate.array_leak_dtype(np, layout.dtype, layout.shape, x_layout.shape, x_layout.dtype)
         if layout.dtype != dtype:
             raise TypeError(f"leak has dtype {layout.dtype}; for an x of no known library it must have the result's, {dtype}")
         return leak, dtype
     import array_api_compat
 
-    xp = array_api_compat.array_namespace(leak)
-    dtype = _leak_result_dtype(xp, leak.dtype, tuple(leak.shape), x_layout.shape, x.dtype)
-    if xp.isdtype(dtype, "integral") and xp.isdtype(leak.dtype, "integral"):
-        rule, held = _validate.dtype_rule(xp, dtype), xp.iinfo(leak.dtype)
-        if (held.min < rule.low or held.max > rule.high) and math.prod(leak.shape) and not (
-            rule.low <= int(xp.min(leak)) and int(xp.max(leak)) <= rule.high
-        ):
-            raise ValueError(f"leak does not fit in {rule.name} [{rule.low}, {rule.high}], the dtype of x")
-    cast = xp.astype(leak, dtype)
+    cast, _ = _validate.array_leak(array_api_compat.array_namespace(leak), leak, x_layout.shape, x.dtype)
     return cast, adapter.dtype(cast)
-
-
-def _leak_result_dtype(xp: Any, leak_dtype: Any, leak_shape: tuple[int, ...], shape: tuple[int, ...],
-                       dtype: Any) -> Any:
-    """The result dtype of an ``x`` of ``shape`` and ``dtype`` with a leak array of
-    ``leak_dtype`` and ``leak_shape`` in namespace ``xp``, from those alone: the
-    checks of ``_validate.array_leak`` that read no values."""
-    if not (xp.isdtype(leak_dtype, "real floating") or xp.isdtype(leak_dtype, "integral")):
-        name = str(leak_dtype).removeprefix("torch.")
-        raise TypeError(f"leak has dtype {name}; it must be a real floating or integer array")
-    _validate.broadcast_leak(tuple(leak_shape), tuple(shape))
-    if isinstance(_validate.dtype_rule(xp, dtype), _validate.IntegerRule) and xp.isdtype(leak_dtype, "real floating"):
-        return xp.result_type(dtype, leak_dtype)
-    return dtype
 
 
 def _broadcast(layout: "_Layout", shape: tuple[int, ...]) -> "_Layout":
