@@ -1,7 +1,7 @@
 """Where Numba's threads start to pay for the NumPy backend's rows loops: ``relu`` and
 ``relu_backward`` into ``out=``, float32, in the calling thread and on Numba's
 threads, side by side, every round in a random order, medians. The numbers behind
-``relukernels._backends.numpy.PARALLEL_MIN_SIZE`` (benchmarks/RESULTS.md, "Threads"):
+``relukernels._backends.numpy.PARALLEL_MIN_BYTES`` (benchmarks/RESULTS.md, "Threads"):
 
     python benchmarks/threads.py [--rounds 11]
 """
@@ -23,7 +23,7 @@ SIZES = [1 << k for k in range(12, 24)]
 
 
 def _time(call, threshold: int, repeats: int) -> float:
-    numpy_backend.PARALLEL_MIN_SIZE = threshold
+    numpy_backend.PARALLEL_MIN_BYTES = threshold
     start = time.perf_counter()
     for _ in range(repeats):
         call()
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11, help="rounds per size (default 11)")
     rounds = parser.parse_args().rounds
-    chosen = numpy_backend.PARALLEL_MIN_SIZE
+    chosen = numpy_backend.PARALLEL_MIN_BYTES
     threads = numba.get_num_threads()  # starts Numba's threading layer
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Numba's {threads} threads, "
           f"layer {numba.threading_layer()!r}\n")
@@ -45,7 +45,7 @@ def main() -> None:
         x, grad = rng.standard_normal((2, size), dtype=np.float32)
         out = np.empty_like(x)
         calls = {"relu": lambda: rk.relu(x, 0.1, out=out), "relu_backward": lambda: rk.relu_backward(grad, x, 0.1, out=out)}
-        cases = [(name, threshold) for name in calls for threshold in (size + 1, 1)]
+        cases = [(name, threshold) for name in calls for threshold in (1 << 62, 1)]
         repeats = max(3, int(2e7 / size))
         times: dict[tuple[str, int], list[float]] = {case: [] for case in cases}
         for name, threshold in cases:
@@ -55,9 +55,9 @@ def main() -> None:
             for name, threshold in cases:
                 times[name, threshold].append(_time(calls[name], threshold, repeats))
         cells = [f"{statistics.median(times[name, threshold]) * 1e6:,.1f}"
-                 for name in calls for threshold in (size + 1, 1)]
+                 for name in calls for threshold in (1 << 62, 1)]
         print(f"| {size:,} | " + " | ".join(cells) + " |")
-    numpy_backend.PARALLEL_MIN_SIZE = chosen
+    numpy_backend.PARALLEL_MIN_BYTES = chosen
 
 
 if __name__ == "__main__":

@@ -440,9 +440,9 @@ def _landmarks(itemsize: int) -> list[tuple[int, str]]:
     splitting arrays over threads."""
     import numba
 
-    from ._backends.numpy import PARALLEL_MIN_SIZE
+    from ._backends.numpy import PARALLEL_MIN_BYTES
 
-    marks = [(PARALLEL_MIN_SIZE, f"{numba.get_num_threads()} threads from here")]
+    marks = [(PARALLEL_MIN_BYTES // (2 * itemsize), f"{numba.get_num_threads()} threads from here")]
     for level in (2, 3):
         for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
             if (index / "level").read_text().strip() == str(level):

@@ -105,14 +105,14 @@ def info(_: argparse.Namespace) -> int:
     """Versions, threading and which backend each installed library would use."""
     import numba
 
-    from relukernels._backends.numpy import PARALLEL_MIN_SIZE
+    from relukernels._backends.numpy import PARALLEL_MIN_BYTES
 
     print(f"relukernels {rk.__version__}")
     for name in ("numpy", "numba", "numba-cuda", "array-api-compat"):
         print(f"  {name:18} {_version(name)}")
     threads = numba.get_num_threads()  # starts Numba's threading layer, which the next line names
     print(
-        f"CPU: NumPy arrays run Numba loops; contiguous arrays of {PARALLEL_MIN_SIZE:,} elements or more "
+        f"CPU: NumPy arrays run Numba loops; calls on contiguous arrays that move {PARALLEL_MIN_BYTES >> 20} MiB or more "
         f"run on Numba's {threads} threads (NUMBA_NUM_THREADS), threading layer {numba.threading_layer()!r} "
         f"(NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
     )

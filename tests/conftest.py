@@ -48,5 +48,5 @@ def threading(request, monkeypatch):
     if request.param != "one thread":
         from relukernels._backends import numpy as numpy_backend
 
-        monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_SIZE", 1)
+        monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_BYTES", 1)
         monkeypatch.setattr(numpy_backend, "MIN_ROW", 1)

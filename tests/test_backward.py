@@ -87,7 +87,7 @@ def test_ufunc(case):
 
 def test_in_place_over_x_and_large_arrays_in_threads():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(numpy_backend.PARALLEL_MIN_SIZE * 3 + 5).astype(np.float32)
+    x = rng.standard_normal(numpy_backend.PARALLEL_MIN_BYTES // 2 + 5).astype(np.float32)
     x[::7] = 0.0
     grad = rng.standard_normal(x.size).astype(np.float32)
     want = expected(grad, x, 0.1)

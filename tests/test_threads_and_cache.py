@@ -28,7 +28,7 @@ def test_eight_threads_at_once_on_large_arrays():
     """Eight threads call at once: one at a time runs on Numba's threads, the others
     in their own."""
     rng = np.random.default_rng(8)
-    size = 4 * numpy_backend.PARALLEL_MIN_SIZE + 12345
+    size = numpy_backend.PARALLEL_MIN_BYTES // 2 + 12345
     inputs = [rng.standard_normal(size).astype(dtype) for dtype in (np.float32, np.float64) * 4]
     leaks = [0.0, 0.1, 0.2, 0, -1.5, 3.0, 0.01, 1e-3]
     results: dict[int, tuple] = {}
@@ -126,7 +126,7 @@ def test_import_is_light():
 def test_a_large_call_in_a_forked_child_after_the_parent_used_the_threads():
     """GNU OpenMP (Numba's ``omp`` layer) kills a forked child on its first parallel
     region: the child must run its large calls in its own thread."""
-    x = np.random.default_rng(9).standard_normal(4 * numpy_backend.PARALLEL_MIN_SIZE).astype(np.float32)
+    x = np.random.default_rng(9).standard_normal(numpy_backend.PARALLEL_MIN_BYTES // 2).astype(np.float32)
     expected = rk.relu(x, 0.1)  # on Numba's threads: the layer has started
     import numba
 
@@ -154,7 +154,7 @@ def test_multiprocessing_fork_workers():
     """As PyTorch's DataLoader workers do: fork after the parent used the kernels."""
     import multiprocessing
 
-    x = np.linspace(-1, 1, 4 * numpy_backend.PARALLEL_MIN_SIZE)
+    x = np.linspace(-1, 1, numpy_backend.PARALLEL_MIN_BYTES // 2)
     expected = rk.relu(x, 0.2)
     with multiprocessing.get_context("fork").Pool(2) as pool:
         results = pool.starmap_async(rk.relu, [(x, 0.2)] * 2, chunksize=1).get(timeout=60)
@@ -167,10 +167,10 @@ LAYER_CHECK = """
     import numba
     import numpy as np
     import relukernels as rk
-    from relukernels._backends.numpy import PARALLEL_MIN_SIZE
+    from relukernels._backends.numpy import PARALLEL_MIN_BYTES
 
     numba.set_num_threads(2)
-    x = np.linspace(-1, 1, 4 * PARALLEL_MIN_SIZE)
+    x = np.linspace(-1, 1, PARALLEL_MIN_BYTES // 2)
     expected = np.where(x <= 0, 0.1 * x, x)
     assert np.array_equal(rk.relu(x, 0.1), expected)
     failures = []

@@ -5,8 +5,8 @@
    ``x`` itself or apart from it; the leak a number (the data one row, or on threads
    one row per chunk), or an array constant along ``x``'s trailing axes, as PReLU's
    ``(C, 1, 1)`` against ``(N, C, H, W)`` is (C order, a row per leak). The compiled
-   loop runs in the calling thread, or from ``PARALLEL_MIN_SIZE`` elements on Numba's
-   threads, a row or a run of rows per thread at a time.
+   loop runs in the calling thread, or where a call moves ``PARALLEL_MIN_BYTES`` or
+   more (read and written) on Numba's threads, a row or a run of rows at a time.
 2. **The ufuncs** of ``relukernels.ufuncs`` for everything else with a loop (other
    layouts and array leaks, float16, integers that a float leak promotes, outputs
    that partly overlap ``x``): NumPy's machinery does the strides, broadcasting,
@@ -48,9 +48,10 @@ _HAS_LOOP = frozenset(LOOP_DTYPES)
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 
-PARALLEL_MIN_SIZE = 1 << 16
-"""Calls on this many elements or more run on Numba's threads (benchmarks/RESULTS.md,
-"Threads")."""
+PARALLEL_MIN_BYTES = 1 << 20
+"""Calls that read and write this many bytes or more run on Numba's threads: a
+float32 ``relu`` from 131,072 elements, a float32 ``relu_backward`` from 87,382
+(benchmarks/RESULTS.md, "Threads")."""
 
 
 class _Threads:
@@ -94,10 +95,11 @@ class NumpyBackend:
                     if not _contiguous_with(out, x, "C"):
                         return call_ufuncs(op, (x,), a, dtype, [out])
                 n = x.size
-                if 0 < n < PARALLEL_MIN_SIZE:
-                    loop = _LOOPS[False, False][op.name].get(dtype) or rows_loop(op, dtype, False, False)
-                    loop(x, out, a, n) if x.ndim == 1 else loop(x.reshape(-1), out.reshape(-1), a, n)
-                elif n:
+                if 2 * x.nbytes < PARALLEL_MIN_BYTES:
+                    if n:
+                        loop = _LOOPS[False, False][op.name].get(dtype) or rows_loop(op, dtype, False, False)
+                        loop(x, out, a, n) if x.ndim == 1 else loop(x.reshape(-1), out.reshape(-1), a, n)
+                else:
                     _run_rows(op, dtype, [x.reshape(-1), out.reshape(-1)], a, n)
                 return [out]
         else:
@@ -213,7 +215,8 @@ def _run_rows(op: Operation, dtype: np.dtype, arrays: list[np.ndarray], leaks: A
     call is large and they are free, else in this thread."""
     n = arrays[0].shape[0]
     per_row = type(leaks) is np.ndarray
-    if n < PARALLEL_MIN_SIZE or not _threads.usable or not _threads.lock.acquire(blocking=False):
+    if (sum(array.nbytes for array in arrays) < PARALLEL_MIN_BYTES or not _threads.usable
+            or not _threads.lock.acquire(blocking=False)):
         rows_loop(op, dtype, False, per_row)(*arrays, leaks, width)
         return
     try:
