@@ -112,7 +112,7 @@ def info(_: argparse.Namespace) -> int:
         print(f"  {name:18} {_version(name)}")
     threads = numba.get_num_threads()  # starts Numba's threading layer, which the next line names
     print(
-        f"CPU: NumPy arrays run Numba loops; calls on contiguous arrays that move {PARALLEL_MIN_BYTES >> 20} MiB or more "
+        f"CPU: NumPy arrays run Numba loops; calls on contiguous arrays that move {PARALLEL_MIN_BYTES >> 10:,} KiB or more "
         f"run on Numba's {threads} threads (NUMBA_NUM_THREADS), threading layer {numba.threading_layer()!r} "
         f"(NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
     )

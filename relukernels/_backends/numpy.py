@@ -48,9 +48,9 @@ _HAS_LOOP = frozenset(LOOP_DTYPES)
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 
-PARALLEL_MIN_BYTES = 1 << 20
+PARALLEL_MIN_BYTES = 1 << 19
 """Calls that read and write this many bytes or more run on Numba's threads: a
-float32 ``relu`` from 131,072 elements, a float32 ``relu_backward`` from 87,382
+float32 ``relu`` from 65,536 elements, a float32 ``relu_backward`` from 43,691
 (benchmarks/RESULTS.md, "Threads")."""
 
 
@@ -97,7 +97,7 @@ class NumpyBackend:
                 n = x.size
                 if 2 * x.nbytes < PARALLEL_MIN_BYTES:
                     if n:
-                        loop = _LOOPS[False, False][op.name].get(dtype) or rows_loop(op, dtype, False, False)
+                        loop = _SERIAL_LOOPS[op.name].get(dtype) or rows_loop(op, dtype, False, False)
                         loop(x, out, a, n) if x.ndim == 1 else loop(x.reshape(-1), out.reshape(-1), a, n)
                 else:
                     _run_rows(op, dtype, [x.reshape(-1), out.reshape(-1)], a, n)
@@ -128,6 +128,15 @@ class NumpyBackend:
     def backward(self, grad: np.ndarray, x: np.ndarray, leak: Any, out: Any) -> np.ndarray:
         """``relu_backward``: ``grad * relu_dash(x, leak)`` into ``out`` (``None`` or an
         array; may be ``grad`` or ``x`` itself)."""
+        if (out is None and (type(leak) is float or type(leak) is int) and grad.dtype is x.dtype
+                and grad.shape == x.shape and x.flags.c_contiguous and grad.flags.c_contiguous):
+            a, dtype = (_validate.NUMPY_RULES.get(x.dtype) or _validate.dtype_rule(np, x.dtype)).resolve(leak)
+            if dtype is x.dtype and dtype in _HAS_LOOP:
+                # The common call (a network's backward pass), on the shortest path.
+                result = np.empty(x.shape, dtype)
+                if x.size:
+                    _run_rows(RELU_BACKWARD, dtype, [grad.reshape(-1), x.reshape(-1), result.reshape(-1)], a, x.size)
+                return result
         a, dash_dtype = _resolve_leak(x, _validate.leak(leak))
         if grad.shape != x.shape:
             _validate.grad_shape(grad.shape, x.shape)
@@ -213,17 +222,14 @@ def _run_rows(op: Operation, dtype: np.dtype, arrays: list[np.ndarray], leaks: A
     """``op``'s rows loop over 1-d ``arrays`` (inputs, then outputs) in rows of
     ``width``, with ``leaks`` (a number, or one per row): on Numba's threads when the
     call is large and they are free, else in this thread."""
-    n = arrays[0].shape[0]
     per_row = type(leaks) is np.ndarray
-    if (sum(array.nbytes for array in arrays) < PARALLEL_MIN_BYTES or not _threads.usable
-            or not _threads.lock.acquire(blocking=False)):
+    if (arrays[0].nbytes * len(arrays) < PARALLEL_MIN_BYTES or not _threads.usable
+            or not _threads.lock.acquire(False)):
         rows_loop(op, dtype, False, per_row)(*arrays, leaks, width)
         return
     try:
-        if not per_row:  # a run of rows per thread, a few runs each so that they even out
-            import numba
-
-            width = -(-n // (4 * numba.get_num_threads() * 64)) * 64
+        if not per_row:  # runs of rows for Numba's threads to share out: 64 runs of whole vectors
+            width = -(-arrays[0].shape[0] // (64 * 64)) * 64
         rows_loop(op, dtype, True, per_row)(*arrays, leaks, width)
     finally:
         _threads.lock.release()
@@ -234,6 +240,8 @@ _LOOPS: dict[tuple[bool, bool], dict[str, dict[np.dtype, Callable[..., None]]]] 
 }
 """The compiled rows loops by (on Numba's threads, a leak per row), then operation
 name, then dtype."""
+_SERIAL_LOOPS = _LOOPS[False, False]
+"""Those in the calling thread with a number leak: the shortest path's."""
 
 
 def rows_loop(op: Operation, dtype: np.dtype, parallel: bool, per_row: bool) -> Callable[..., None]:

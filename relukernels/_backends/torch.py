@@ -53,10 +53,11 @@ class TorchBackend:
         leak_is_tensor = _validate.is_array_leak(leak)
         if leak_is_tensor:
             _check_leak_type(leak)
-        if not _tracks_grad(x, leak) and not torch._C._are_functorch_transforms_active():
+        tracks_grad = _tracks_grad(x, leak)
+        if not tracks_grad and not torch._C._are_functorch_transforms_active():
             return _run(op, x, leak, outs)
         has_storage = _has_storage(x) and not (leak_is_tensor and _validate.values_unknown(leak))
-        if has_storage and not _tracks_grad(x, leak):
+        if has_storage and not tracks_grad:
             return _run(op, x, leak, outs)
         if any(out is not None for out in outs):
             raise TypeError(
@@ -167,8 +168,12 @@ def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
     has to go through ``grad`` or a leak tensor; otherwise PyTorch's operations, which
     stay differentiable (double backward) and which ``torch.func`` traces. No graph
     goes through ``x``: relu_dash is a step in ``x``. Eager mode only."""
-    import torch
-
+    torch = sys.modules["torch"]
+    if (out is None and type(leak) is float and x.is_cpu and x.dtype is grad.dtype and x.dtype.is_floating_point
+            and grad.shape == x.shape and not _tracks_grad(grad, leak) and not torch._C._are_functorch_transforms_active()
+            and numpy_dtype(x.dtype) is not None):
+        # The common call (autograd's backward of relu on the CPU), on the shortest path.
+        return torch.from_numpy(_NUMPY.backward(_numpy(grad), _numpy(x), leak, None))
     leak_is_tensor = _validate.is_array_leak(leak)
     if leak_is_tensor:
         _check_leak_device(leak, x)
@@ -198,6 +203,11 @@ def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
         raise TypeError("out= cannot be used when grad or leak requires grad: autograd cannot follow a write into out")
     _check_out(out, x, result.dtype, "out")
     return out.copy_(result)
+
+
+def _numpy(tensor: Any) -> Any:
+    """A CPU tensor's memory as a NumPy array, whether or not it requires grad."""
+    return (tensor.detach() if tensor.requires_grad else tensor).numpy()
 
 
 def _kernels_apply(x: Any, leak: Any, dtype: Any = None) -> bool:
@@ -330,7 +340,8 @@ def _relu_function() -> Any:
                 x, leak = inputs
                 leak_is_tensor = _validate.is_array_leak(leak)
                 ctx.save_for_backward(x, leak if leak_is_tensor else None)
-                ctx.save_for_forward(x, leak if leak_is_tensor else None)
+                if torch.autograd.forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
+                    ctx.save_for_forward(x, leak if leak_is_tensor else None)  # for jvp, in forward AD only
                 ctx.leak = None if leak_is_tensor else leak
 
             @staticmethod
