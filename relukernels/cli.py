@@ -158,7 +158,7 @@ def _gpu_summary() -> str:
 
 INSTALL_HINTS = {"torch": "pip install torch", "cupy": 'a CUDA GPU and pip install "relukernels[cuda12]"'}
 BENCH_ARRAYS = 6  # x, y, dy, torch's and the seed's results, the seed's temporary: the most alive at once
-TABLE_SIZES = [1_000, 1_000_000, 32_000_000]
+TABLE_SIZES = [1_000, 10_000, 100_000, 1_000_000, 4_000_000, 32_000_000]
 PLOT_SIZES = [m * 10**e for e in range(3, 8) for m in (1, 2, 5)] + [10**8]  # 1e3, 2e3, 5e3, ... 1e8
 
 
@@ -427,7 +427,7 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser = command("bench", "time per call and GB/s against the copy limit, the seed formula and peers", bench)
     bench_parser.add_argument(
         "--sizes", type=_sizes, metavar="N,N,...",
-        help=f"element counts, e.g. 1e3,1e6 (default: 1e3,1e6,32e6; with --plot {len(PLOT_SIZES)} sizes from "
+        help=f"element counts, e.g. 1e3,1e6 (default: 1e3,1e4,1e5,1e6,4e6,32e6; with --plot {len(PLOT_SIZES)} sizes from "
         "1e3 to 1e8: 1, 2, 5 in each decade)",
     )
     bench_parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"],

@@ -128,15 +128,19 @@ class NumpyBackend:
     def backward(self, grad: np.ndarray, x: np.ndarray, leak: Any, out: Any) -> np.ndarray:
         """``relu_backward``: ``grad * relu_dash(x, leak)`` into ``out`` (``None`` or an
         array; may be ``grad`` or ``x`` itself)."""
-        if (out is None and (type(leak) is float or type(leak) is int) and grad.dtype is x.dtype
-                and grad.shape == x.shape and x.flags.c_contiguous and grad.flags.c_contiguous):
+        if ((type(leak) is float or type(leak) is int) and grad.dtype is x.dtype and grad.shape == x.shape
+                and x.flags.c_contiguous and grad.flags.c_contiguous):
             a, dtype = (_validate.NUMPY_RULES.get(x.dtype) or _validate.dtype_rule(np, x.dtype)).resolve(leak)
             if dtype is x.dtype and dtype in _HAS_LOOP:
                 # The common call (a network's backward pass), on the shortest path.
-                result = np.empty(x.shape, dtype)
-                if x.size:
-                    _run_rows(RELU_BACKWARD, dtype, [grad.reshape(-1), x.reshape(-1), result.reshape(-1)], a, x.size)
-                return result
+                if out is not None:
+                    _check_out(out, x, dtype, "out")
+                if out is None or (_contiguous_with(out, x, "C") and _contiguous_with(out, grad, "C")):
+                    result = np.empty(x.shape, dtype) if out is None else out
+                    if x.size:
+                        _run_rows(RELU_BACKWARD, dtype, [grad.reshape(-1), x.reshape(-1), result.reshape(-1)], a,
+                                  x.size)
+                    return result
         a, dash_dtype = _resolve_leak(x, _validate.leak(leak))
         if grad.shape != x.shape:
             _validate.grad_shape(grad.shape, x.shape)
