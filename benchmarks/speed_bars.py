@@ -304,6 +304,7 @@ def main() -> None:
     if args.child:  # PYTHONPATH names the checkout
         print(json.dumps(measure(args.rounds, os.environ["PYTHONPATH"])))
         return
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     checkouts = {"after": str(Path(__file__).resolve().parent.parent)}
     if args.before:
         checkouts = {"before": str(Path(args.before).resolve()), **checkouts}
@@ -314,7 +315,7 @@ def main() -> None:
         if done.returncode:
             raise SystemExit(f"the {label} checkout failed:\n{done.stderr}")
         figures[label] = json.loads(done.stdout.strip().splitlines()[-1])
-    print(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), f"{os.cpu_count()} CPUs, rounds {args.rounds}\n")
+    print(f"{started}–{time.strftime('%H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, rounds {args.rounds}\n")
     print("| measure | " + " | ".join(figures) + " |")
     print("| --- | " + " | ".join("---:" for _ in figures) + " |")
     for name in figures["after"]:

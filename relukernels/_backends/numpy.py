@@ -48,9 +48,9 @@ _HAS_LOOP = frozenset(LOOP_DTYPES)
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 
-PARALLEL_MIN_BYTES = 1 << 19
+PARALLEL_MIN_BYTES = 640 << 10
 """Calls that read and write this many bytes or more run on Numba's threads: a
-float32 ``relu`` from 65,536 elements, a float32 ``relu_backward`` from 43,691
+float32 ``relu`` from 81,920 elements, a float32 ``relu_backward`` from 54,614
 (benchmarks/RESULTS.md, "Threads")."""
 
 
