@@ -276,17 +276,17 @@ def _tracks_grad(x: Any, leak: Any) -> bool:
 def _check_out(out: Any, x: Any, dtype: Any, name: str) -> None:
     """Check a caller's ``out`` for a result of torch ``dtype``: the contract's checks,
     and no autograd history to break."""
-    import torch
-
-    _validate.out_array(
-        out,
-        name=name,
-        expected_type=torch.Tensor,
-        shape=tuple(x.shape),
-        dtype=dtype,
-        device=x.device,
-        device_of=_device,
-    )
+    torch = sys.modules["torch"]
+    if not (type(out) is torch.Tensor and out.shape == x.shape and out.dtype == dtype and out.device == x.device):
+        _validate.out_array(
+            out,
+            name=name,
+            expected_type=torch.Tensor,
+            shape=tuple(x.shape),
+            dtype=dtype,
+            device=x.device,
+            device_of=_device,
+        )
     if out.requires_grad and torch.is_grad_enabled():
         raise TypeError(f"{name} requires grad; autograd cannot follow a write into it")
 
