@@ -21,4 +21,4 @@ def __getattr__(name: str):
 __all__ = [
     "relu", "relu_dash", "relu_and_dash", "relu_backward", "relu_leak_gradient", "leaky_relu", "apply_file", "ufuncs", "__version__",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

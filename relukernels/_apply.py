@@ -71,7 +71,7 @@ def apply_file(
     src: str | os.PathLike,
     dst: str | os.PathLike | tuple[str | os.PathLike, str | os.PathLike],
     *,
-    leak: float = 0.0,
+    leak: int | float = 0,
     op: str = "relu",
     device: str = "auto",
     batch_bytes: int = DEFAULT_BATCH_BYTES,
@@ -88,8 +88,8 @@ def apply_file(
     dst : path, or a pair of paths for ``op="both"``
         Where the result goes (``relu``'s first, then ``relu_dash``'s); names end in
         ``.npy``.
-    leak : float
-        As in :func:`relukernels.relu`.
+    leak : int or float
+        As in :func:`relukernels.relu` (an int keeps an integer file's dtype).
     op : {"relu", "relu_dash", "both"}
     device : {"auto", "cpu", "cuda"}
         ``auto`` uses a GPU when Numba finds one, never its CUDA simulator (which

@@ -388,7 +388,16 @@ def _number(option: str, convert: Callable[[str], Any], kind: str, valid: Callab
 
 
 _rounds = _number("--rounds", int, "a positive integer", lambda rounds: rounds >= 1, "at least 1")
-_leak = _number("--leak", float, "a number", math.isfinite, "finite")
+def _int_or_float(text: str) -> int | float:
+    """A number as Python reads it: ``2`` an int (an integer file keeps its dtype), ``2.0``
+    or ``0.1`` a float (an integer file becomes float64, as NumPy promotes it)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+_leak = _number("--leak", _int_or_float, "a number", lambda v: isinstance(v, int) or math.isfinite(v), "finite")
 
 
 def _png(text: str) -> str:
@@ -447,7 +456,8 @@ def _parser() -> argparse.ArgumentParser:
     apply_parser.add_argument("input", help="a .npy file of a real floating or integer dtype")
     apply_parser.add_argument("outputs", nargs="+", metavar="output",
                               help="a .npy path (two for --op both: relu's, then relu_dash's)")
-    apply_parser.add_argument("--leak", type=_leak, default=0.0, help="slope for x <= 0 (default: %(default)s)")
+    apply_parser.add_argument("--leak", type=_leak, default=0,
+                              help="slope for x <= 0; an integer keeps an integer file's dtype (default: %(default)s)")
     apply_parser.add_argument("--op", choices=["relu", "relu_dash", "both"], default="relu",
                               help="what to compute (default: %(default)s)")
     apply_parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",

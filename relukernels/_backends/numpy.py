@@ -229,7 +229,8 @@ def _run_rows(op: Operation, dtype: np.dtype, arrays: list[np.ndarray], leaks: A
     per_row = type(leaks) is np.ndarray
     if (arrays[0].nbytes * len(arrays) < PARALLEL_MIN_BYTES or not _threads.usable
             or not _threads.lock.acquire(False)):
-        rows_loop(op, dtype, False, per_row)(*arrays, leaks, width)
+        loop = None if per_row else _SERIAL_LOOPS[op.name].get(dtype)
+        (loop or rows_loop(op, dtype, False, per_row))(*arrays, leaks, width)
         return
     try:
         if not per_row:  # runs of rows for Numba's threads to share out: 64 runs of whole vectors
