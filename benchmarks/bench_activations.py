@@ -27,7 +27,8 @@ import gc
 import importlib.util
 import itertools
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from asv_runner.benchmarks.mark import skip_for_params

@@ -101,7 +101,8 @@ def launch_breakdown() -> dict:
     from numba import cuda
 
     import relukernels as rk
-    from relukernels._backends import _numba_cuda, cuda as cuda_backend
+    from relukernels._backends import _numba_cuda
+    from relukernels._backends import cuda as cuda_backend
 
     x = cupy.random.default_rng(1).standard_normal(1024, dtype=cupy.float32)
     y = cupy.empty_like(x)

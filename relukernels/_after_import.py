@@ -12,7 +12,8 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

@@ -12,7 +12,8 @@ Adding a backend means adding its module and one entry in ``_by_library``.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

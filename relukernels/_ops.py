@@ -6,8 +6,9 @@ new operation is one entry here (and its element formula in ``_kernels``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 def relu_formula(xp: Any, x: Any, a: Any, dtype: Any) -> Any:

@@ -13,15 +13,16 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
 import relukernels as rk
 from relukernels._backends import generic
-from relukernels._ops import RELU_AND_DASH
 from relukernels._bench import has_gpu
+from relukernels._ops import RELU_AND_DASH
 
 TUTORIAL_EXAMPLES = [
     ("In [4]", [[0.2], [0.5], [1.2], [-2.3], [0]], 0),

@@ -6,7 +6,6 @@ import shutil
 import tempfile
 
 import pytest
-
 from hypothesis import HealthCheck, Phase, settings
 
 # Numba reads this when numba.cuda is first imported: without a GPU the `cuda` tests

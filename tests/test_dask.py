@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import relukernels as rk
 import oracle
+import relukernels as rk
 from strategies import leaks_for, strided_arrays
 
 dask = pytest.importorskip("dask")

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import relukernels as rk
 import oracle
+import relukernels as rk
 from strategies import based_arrays, broadcast_leaks, leaks_for
 
 pytestmark = pytest.mark.gpu

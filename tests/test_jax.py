@@ -7,8 +7,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-import relukernels as rk
 import oracle
+import relukernels as rk
 from strategies import leaks_for, strided_arrays
 
 jax = pytest.importorskip("jax")

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import relukernels as rk
 import oracle
+import relukernels as rk
 from relukernels._backends import numpy as numpy_backend
 
 PACKAGE = Path(rk.__file__).parent

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import relukernels as rk
 import oracle
+import relukernels as rk
 from strategies import leaks_for, strided_arrays
 
 torch = pytest.importorskip("torch")

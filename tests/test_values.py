@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import relukernels as rk
 import oracle
+import relukernels as rk
 from strategies import REAL_DTYPES, leaks_for, strided_arrays
 
 

@@ -53,7 +53,8 @@ import functools
 import inspect
 import math
 import re
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import config, cuda
@@ -528,7 +529,8 @@ def launch_raw(op: str, kind: str, a: Any, pointers: list[int], arrays: tuple[Ra
             kernel = _simulated[op, kind] = cuda.jit(KERNELS[op, kind])
         kernel[blocks, THREADS_PER_BLOCK](*arguments)
         return
-    from cuda.core import LaunchConfig, launch as core_launch
+    from cuda.core import LaunchConfig
+    from cuda.core import launch as core_launch
 
     inputs = len(KERNEL_OPERATIONS[op].inputs)
     dtypes = tuple(array.dtype for array in arrays[: inputs + 1])

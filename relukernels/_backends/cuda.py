@@ -36,7 +36,7 @@ class _CupyArrays:
     """CuPy: attributes for the layout, ``empty_like``, the array's device and the current stream."""
 
     @staticmethod
-    def view(x: Any) -> tuple[int, "_Layout", bool]:
+    def view(x: Any) -> tuple[int, _Layout, bool]:
         return x.data.ptr, _layout(x.shape, x.strides, x.dtype), False
 
     @staticmethod
@@ -72,7 +72,7 @@ class _TorchArrays:
     """PyTorch CUDA tensors: ``data_ptr`` and ``stride``, ``empty_like``, the current stream."""
 
     @staticmethod
-    def view(x: Any) -> tuple[int, "_Layout", bool]:
+    def view(x: Any) -> tuple[int, _Layout, bool]:
         size = x.element_size()
         return x.data_ptr(), _layout(tuple(x.shape), tuple(s * size for s in x.stride()), numpy_dtype(x.dtype)), False
 
@@ -114,7 +114,7 @@ class _InterfaceArrays:
     Its device is that of the memory its pointer points into, as the driver tells."""
 
     @staticmethod
-    def view(x: Any) -> tuple[int, "_Layout", bool]:
+    def view(x: Any) -> tuple[int, _Layout, bool]:
         cai = x.__cuda_array_interface__
         shape, dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
         strides = cai.get("strides") or _c_strides(shape, dtype.itemsize)
@@ -158,7 +158,7 @@ def _adapter(kind: type) -> Any:
     return _ADAPTERS.get(_library(kind), _InterfaceArrays)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def numpy_dtype(torch_dtype: Any) -> np.dtype | None:
     """The NumPy dtype of a torch dtype, or None (bfloat16 and others NumPy lacks)."""
     import torch
@@ -214,7 +214,7 @@ class CudaBackend:
         return out
 
 
-def _kernel_input(adapter: Any, x: Any) -> tuple[int, "_Layout"]:
+def _kernel_input(adapter: Any, x: Any) -> tuple[int, _Layout]:
     """``x``'s pointer and layout, once its dtype is checked to be one of the kernels'."""
     pointer, layout, _ = adapter.view(x)
     if layout.dtype not in _KERNEL_DTYPES:
@@ -222,7 +222,7 @@ def _kernel_input(adapter: Any, x: Any) -> tuple[int, "_Layout"]:
     return pointer, layout
 
 
-def _resolve_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[Any, Any, np.dtype]:
+def _resolve_leak(adapter: Any, leak: Any, x: Any, x_layout: _Layout) -> tuple[Any, Any, np.dtype]:
     """The leak checked for ``x``: an array leak cast to the result dtype (``a`` is
     None), or a number as ``a`` (``leak`` is None); and ``relu``'s result dtype."""
     leak = _validate.leak(leak)
@@ -266,7 +266,7 @@ def _launch(op: Operation, adapter: Any, inputs: tuple, views: tuple, leak: Any,
     return results
 
 
-def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[Any, np.dtype]:
+def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: _Layout) -> tuple[Any, np.dtype]:
     """An array ``leak``, checked and cast to the result dtype on ``x``'s device, and
     that dtype.
 
@@ -300,7 +300,7 @@ def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: "_Layout") -> tuple[
     return cast, adapter.dtype(cast)
 
 
-def _broadcast(layout: "_Layout", shape: tuple[int, ...]) -> "_Layout":
+def _broadcast(layout: _Layout, shape: tuple[int, ...]) -> _Layout:
     """``layout`` broadcast to ``shape``: stride 0 along the dimensions it repeats."""
     pad = len(shape) - len(layout.shape)
     strides = (0,) * pad + tuple(0 if n == 1 else s for n, s in zip(layout.shape, layout.strides))
@@ -320,7 +320,7 @@ def _kernels() -> Any:
     return _numba_cuda
 
 
-def _checked_out(adapter: Any, out: Any, name: str, x: Any, x_layout: "_Layout", dtype: np.dtype) -> tuple[int, "_Layout"]:
+def _checked_out(adapter: Any, out: Any, name: str, x: Any, x_layout: _Layout, dtype: np.dtype) -> tuple[int, _Layout]:
     """Check a caller's ``out`` against the result; return its pointer and layout."""
     _validate.out_array(
         out,

@@ -13,7 +13,8 @@ checked where they are known. Integer arrays take the formulas without the custo
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import _validate
 from .._ops import OPERATIONS, RELU, RELU_BACKWARD, Operation
