@@ -106,11 +106,15 @@ def by_size(rounds: int) -> dict[str, float]:
         y, dx = np.empty_like(x), np.empty_like(x)
         tx, ty, tg, tdx = (torch.from_numpy(a) for a in (x, y, g, dx))
         backward = torch.ops.aten.leaky_relu_backward.grad_input
+        # Each lambda binds this size's arrays as defaults, so that the ``del`` below
+        # leaves no name for a later call to find.
         cases = {
-            "rk relu out=": lambda: rk.relu(x, SLOPE, out=y),
-            "torch leaky_relu out=": lambda: torch._C._nn.leaky_relu(tx, SLOPE, out=ty),
-            "rk relu_backward out=": lambda: rk.relu_backward(g, x, SLOPE, out=dx),
-            "torch leaky_relu_backward out=": lambda: backward(tg, tx, SLOPE, False, grad_input=tdx),
+            "rk relu out=": lambda x=x, y=y: rk.relu(x, SLOPE, out=y),
+            "torch leaky_relu out=": lambda tx=tx, ty=ty: torch._C._nn.leaky_relu(tx, SLOPE, out=ty),
+            "rk relu_backward out=": lambda g=g, x=x, dx=dx: rk.relu_backward(g, x, SLOPE, out=dx),
+            "torch leaky_relu_backward out=": (
+                lambda backward=backward, tg=tg, tx=tx, tdx=tdx: backward(tg, tx, SLOPE, False, grad_input=tdx)
+            ),
             **_copy_cases(x, y),
         }
         times = _rounds(cases, rounds)
@@ -118,7 +122,7 @@ def by_size(rounds: int) -> dict[str, float]:
         results[f"relu out= time / torch, {n:.0e}"] = _median_ratio(
             times, lambda t: t["rk relu out="], lambda t: t["torch leaky_relu out="])
         results[f"relu speed / copy limit, {n:.0e}"] = _median_ratio(
-            times, lambda t: min(t[c] for c in copies), lambda t: t["rk relu out="])
+            times, lambda t, copies=copies: min(t[c] for c in copies), lambda t: t["rk relu out="])
         results[f"relu_backward out= time / torch, {n:.0e}"] = _median_ratio(
             times, lambda t: t["rk relu_backward out="], lambda t: t["torch leaky_relu_backward out="])
         del x, g, y, dx, tx, ty, tg, tdx, cases

@@ -44,7 +44,10 @@ def main() -> None:
     for size in SIZES:
         x, grad = rng.standard_normal((2, size), dtype=np.float32)
         out = np.empty_like(x)
-        calls = {"relu": lambda: rk.relu(x, 0.1, out=out), "relu_backward": lambda: rk.relu_backward(grad, x, 0.1, out=out)}
+        calls = {
+            "relu": lambda x=x, out=out: rk.relu(x, 0.1, out=out),
+            "relu_backward": lambda grad=grad, x=x, out=out: rk.relu_backward(grad, x, 0.1, out=out),
+        }
         cases = [(name, threshold) for name in calls for threshold in (1 << 62, 1)]
         repeats = max(3, int(2e7 / size))
         times: dict[tuple[str, int], list[float]] = {case: [] for case in cases}

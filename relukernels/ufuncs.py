@@ -32,6 +32,7 @@ Numba and loads the loops from its on-disk cache.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numba
@@ -59,7 +60,7 @@ def _vectorized(op: Operation) -> Any:
         t = numba.from_dtype(dtype)
         signature = numba.void(numba.types.CPointer(numba.types.CPointer(t)), numba.types.CPointer(numba.intp),
                                numba.types.CPointer(numba.intp), numba.types.voidptr)
-        loop = _kernels.compiled(lambda **cache: numba.cfunc(signature, **cache), _kernels.ufunc_loop(element, inputs))
+        loop = _kernels.compiled(functools.partial(numba.cfunc, signature), _kernels.ufunc_loop(element, inputs))
         _INNER_LOOPS.append(loop)
         ufunc._add_loop(loop.address, [dtype.num] * (inputs + 2))
     return ufunc

@@ -39,7 +39,7 @@ def test_eager_and_jit_match_the_oracle(data):
         with np.errstate(all="ignore"):
             expected = _without_subnormals(formula(x_np, leak))
         eager = function(x, leak)
-        jitted = jax.jit(lambda v: function(v, leak))(x)
+        jitted = jax.jit(lambda v, function=function: function(v, leak))(x)
         for result in (eager, jitted):
             assert isinstance(result, jax.Array) and result.dtype == x.dtype
             np.testing.assert_array_equal(np.asarray(result), expected, strict=True)
@@ -59,9 +59,9 @@ def test_integers_promote_as_jax_does():
 def test_grad_is_relu_dash():
     x = jnp.asarray(np.random.default_rng(2).standard_normal(64), dtype=jnp.float32)
     for leak in (0.0, 0.1):
-        gradient = jax.grad(lambda v: rk.relu(v, leak).sum())(x)
+        gradient = jax.grad(lambda v, leak=leak: rk.relu(v, leak).sum())(x)
         np.testing.assert_array_equal(np.asarray(gradient), np.asarray(rk.relu_dash(x, leak)))
-        jitted = jax.jit(jax.grad(lambda v: rk.relu(v, leak).sum()))(x)
+        jitted = jax.jit(jax.grad(lambda v, leak=leak: rk.relu(v, leak).sum()))(x)
         np.testing.assert_array_equal(np.asarray(jitted), np.asarray(gradient))
 
 
