@@ -57,10 +57,12 @@ def large(rounds: int) -> str:
     cases = [
         _bench.Case("rk.relu(x, 0.1, out=y), scalar leak", lambda: rk.relu(x4, LEAK, out=y4), 2 * x.nbytes),
         _bench.Case("rk.relu(x, leak (64,1,1), out=y)", lambda: rk.relu(x4, leak, out=y4), 2 * x.nbytes),
-        _bench.Case("ufuncs.relu(x, leak (64,1,1), out=y), bare ufunc", lambda: ufuncs.relu(x4, leak, out=y4), 2 * x.nbytes),
+        _bench.Case("ufuncs.relu(x, leak (64,1,1), out=y), bare ufunc", lambda: ufuncs.relu(x4, leak, out=y4),
+                    2 * x.nbytes),
     ]
     medians = _medians(cases, rounds)
-    return part + "\n\n" + _table("(32, 64, 128, 128) float32, PReLU leak", medians, "rk.relu(x, 0.1, out=y), scalar leak")
+    return part + "\n\n" + _table("(32, 64, 128, 128) float32, PReLU leak", medians,
+                                  "rk.relu(x, 0.1, out=y), scalar leak")
 
 
 def small(rounds: int) -> str:
@@ -93,7 +95,8 @@ def strided(rounds: int) -> str:
             _bench.Case("np.maximum(x, 0, out=y)", lambda x=x, y=y: np.maximum(x, 0, out=y), 2 * x.nbytes),
             _bench.Case("rk.relu(x, out=y)", lambda x=x, y=y: rk.relu(x, out=y), 2 * x.nbytes),
             _bench.Case("rk.relu(x, 0.1, out=y)", lambda x=x, y=y: rk.relu(x, LEAK, out=y), 2 * x.nbytes),
-            _bench.Case("ufuncs.relu(x, 0.1, out=y), bare ufunc", lambda x=x, y=y: ufuncs.relu(x, LEAK, out=y), 2 * x.nbytes),
+            _bench.Case("ufuncs.relu(x, 0.1, out=y), bare ufunc", lambda x=x, y=y: ufuncs.relu(x, LEAK, out=y),
+                        2 * x.nbytes),
         ]
         parts.append(_table(title, _medians(cases, rounds), "np.maximum(x, 0, out=y)"))
     return "\n\n".join(parts)
@@ -107,7 +110,8 @@ def containers(rounds: int) -> str:
     cases = [
         _bench.Case("np.maximum(series, 0)", lambda: np.maximum(series, 0), 8 * len(series)),
         _bench.Case("rk.relu(series, 0.1)", lambda: rk.relu(series, LEAK), 8 * len(series)),
-        _bench.Case("rk.relu(series.to_numpy(), 0.1), bare array", lambda: rk.relu(series.to_numpy(), LEAK), 8 * len(series)),
+        _bench.Case("rk.relu(series.to_numpy(), 0.1), bare array", lambda: rk.relu(series.to_numpy(), LEAK),
+                    8 * len(series)),
     ]
     return _table("pandas Series, 1M float32", _medians(cases, rounds), "np.maximum(series, 0)")
 
@@ -142,7 +146,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; NumPy {np.__version__}; threads {rk._backends.numpy.num_threads()}\n")
-    for part in (large(args.rounds), small(args.rounds), strided(args.rounds), containers(args.rounds), first_call(args.rounds)):
+    parts = (large(args.rounds), small(args.rounds), strided(args.rounds), containers(args.rounds),
+             first_call(args.rounds))
+    for part in parts:
         print(part, end="\n\n", flush=True)
 
 

@@ -124,8 +124,12 @@ def launch_breakdown() -> dict:
         "rk.relu(x, 0.1)": lambda: rk.relu(x, 0.1),
         "cupy ElementwiseKernel(out=y)": lambda: elementwise(x, a, y),
         "cupy.where formula": lambda: cupy.where(x <= 0, a * x, x),
-        "_numba_cuda.launch, device arrays ready": lambda: _numba_cuda.launch("relu", "quads", dx, a, (dy,), numba_stream),
-        f"launch_raw ({kind}), arguments ready": lambda: _numba_cuda.launch_raw("relu", kind, a, pointers, raw, stream, 0),
+        "_numba_cuda.launch, device arrays ready": (
+            lambda: _numba_cuda.launch("relu", "quads", dx, a, (dy,), numba_stream)
+        ),
+        f"launch_raw ({kind}), arguments ready": (
+            lambda: _numba_cuda.launch_raw("relu", kind, a, pointers, raw, stream, 0)
+        ),
         "_plan (cached) and _aligned": lambda: cuda_backend._plan(layouts, cuda_backend._aligned(pointers, layouts)),
         "_CupyArrays.view(x)": lambda: cuda_backend._CupyArrays.view(x),
         "with x.device": enter_device,

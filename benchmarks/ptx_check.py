@@ -98,7 +98,7 @@ def packed_types(op: str, kind: str, out_dtype: str) -> list[tuple[str, int]]:
     leak = (1 << 20, array) if kind == "leaks" else dtype.type(0.5 if dtype.kind == "f" else 2)
     arguments = _numba_cuda.kernel_arguments(op, kind, leak, [1 << 20] * count, (array,) * count)
     kinds = ["float" if isinstance(argument, (ctypes.c_float, ctypes.c_double)) else "int" for argument in arguments]
-    return list(zip(kinds, _numba_cuda.argument_sizes(arguments)))
+    return list(zip(kinds, _numba_cuda.argument_sizes(arguments), strict=True))
 
 
 def _missing_toolchain() -> str | None:
@@ -155,7 +155,8 @@ def main() -> int:
                 except Exception as error:  # noqa: BLE001 - the linker's errors, reported as a failed check
                     problems.append(f"{op} {kind} {dtype}: does not link: {error}")
                 linked += 1
-    print(f"\nparameters: {checked} kernels checked against the launcher's packing (kinds and sizes); {linked} linked to cubins")
+    print(f"\nparameters: {checked} kernels checked against the launcher's packing (kinds and sizes); "
+          f"{linked} linked to cubins")
     for problem in problems:
         print(f"FAIL {problem}")
     print("all checks pass" if not problems else f"{len(problems)} checks fail")

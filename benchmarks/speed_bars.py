@@ -154,10 +154,13 @@ def small_calls(rounds: int) -> dict[str, float]:
     times = _rounds(cases, rounds)
     return {
         "1e3 rk.relu / np.maximum": _median_ratio(times, lambda t: t["rk relu"], lambda t: t["maximum"]),
-        "1e3 rk.relu out= / np.maximum out=": _median_ratio(times, lambda t: t["rk relu out="], lambda t: t["maximum out="]),
-        "1e3 ufunc out= / np.maximum out=": _median_ratio(times, lambda t: t["ufunc out="], lambda t: t["maximum out="]),
+        "1e3 rk.relu out= / np.maximum out=": _median_ratio(times, lambda t: t["rk relu out="],
+                                                            lambda t: t["maximum out="]),
+        "1e3 ufunc out= / np.maximum out=": _median_ratio(times, lambda t: t["ufunc out="],
+                                                          lambda t: t["maximum out="]),
         "1e3 rk.relu / seed np.where": _median_ratio(times, lambda t: t["rk relu"], lambda t: t["seed"]),
-        "1e3 torch rk.relu / F.leaky_relu": _median_ratio(times, lambda t: t["rk relu torch"], lambda t: t["F.leaky_relu"]),
+        "1e3 torch rk.relu / F.leaky_relu": _median_ratio(times, lambda t: t["rk relu torch"],
+                                                          lambda t: t["F.leaky_relu"]),
     }
 
 
@@ -179,7 +182,8 @@ def ufuncs_and_containers(rounds: int) -> dict[str, float]:
     }
     times = _rounds(cases, rounds)
     return {
-        "1e6 ufunc out= / np.maximum out=": _median_ratio(times, lambda t: t["ufunc out="], lambda t: t["maximum out="]),
+        "1e6 ufunc out= / np.maximum out=": _median_ratio(times, lambda t: t["ufunc out="],
+                                                          lambda t: t["maximum out="]),
         "1e6 pandas rk.relu / np.maximum": _median_ratio(times, lambda t: t["series rk.relu"],
                                                           lambda t: t["series maximum"]),
     }

@@ -19,6 +19,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "relu", "relu_dash", "relu_and_dash", "relu_backward", "relu_leak_gradient", "leaky_relu", "apply_file", "ufuncs", "__version__",
+    "relu", "relu_dash", "relu_and_dash", "relu_backward", "relu_leak_gradient", "leaky_relu", "apply_file", "ufuncs",
+    "__version__",
 ]
 __version__ = "0.2.0"

@@ -129,7 +129,7 @@ def apply_file(
         run = _run_gpu if use_gpu else _run_cpu
         report_done = (lambda done: progress(done, source.size)) if progress else (lambda done: None)
         run(source, outputs, op, a, batch, report_done)
-        for output, target in zip(outputs, targets):
+        for output, target in zip(outputs, targets, strict=True):
             with open(output.path, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(output.path, target)
@@ -253,7 +253,9 @@ def _process_exists(pid: int) -> bool:
 def _start_output(temporary: Path, target: Path, source: _Npy, dtype: np.dtype) -> _Npy:
     """``temporary``, a ``.npy`` file for ``target`` with its header written and its
     data space reserved (``_reserve``)."""
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": source.fortran_order, "shape": source.shape}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": source.fortran_order, "shape": source.shape,
+    }
     data_bytes = source.size * dtype.itemsize
     try:
         with open(temporary, "wb") as handle:
@@ -262,7 +264,9 @@ def _start_output(temporary: Path, target: Path, source: _Npy, dtype: np.dtype) 
             _reserve(handle.fileno(), temporary.parent, data_start, data_bytes)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise ApplyError(f"{target.parent}: no room for {data_bytes:,} bytes ({os.strerror(error.errno)})") from None
+            raise ApplyError(
+                f"{target.parent}: no room for {data_bytes:,} bytes ({os.strerror(error.errno)})"
+            ) from None
         raise ApplyError(f"{temporary}: cannot write ({error.strerror or error})") from None
     return _Npy(temporary, data_start, source.shape, dtype, source.fortran_order)
 
@@ -335,7 +339,7 @@ def _run_gpu(source: _Npy, outputs: list[_Npy], op: str, a: int | float, batch: 
             return
         start, count = slot.pending
         slot.stream.synchronize()
-        for output, host in zip(outputs, slot.host_out):
+        for output, host in zip(outputs, slot.host_out, strict=True):
             out = _batch_map(output.path, output.offset, dtype, start, count, "r+")
             out[:] = host[:count]
             out.flush()
@@ -357,7 +361,7 @@ def _run_gpu(source: _Npy, outputs: list[_Npy], op: str, a: int | float, batch: 
         # The buffers are whole allocations sliced from their start: contiguous and
         # aligned, as the quads kernel needs.
         _numba_cuda.launch(kernel_op, "quads", device_in, leak_scalar, device_out, slot.stream)
-        for device, host in zip(device_out, slot.host_out):
+        for device, host in zip(device_out, slot.host_out, strict=True):
             device.copy_to_host(host[:count], stream=slot.stream)
         slot.pending = (start, count)
     finish(slots[(number + 1) % 2])  # the older of the two batches in flight first

@@ -113,8 +113,9 @@ def info(_: argparse.Namespace) -> int:
         print(f"  {name:18} {_version(name)}")
     threads = numba.get_num_threads()  # starts Numba's threading layer, which the next line names
     print(
-        f"CPU: NumPy arrays run Numba loops; calls on contiguous arrays that move {PARALLEL_MIN_BYTES >> 10:,} KiB or more "
-        f"run on Numba's {threads} threads (NUMBA_NUM_THREADS), threading layer {numba.threading_layer()!r} "
+        "CPU: NumPy arrays run Numba loops; calls on contiguous arrays that move "
+        f"{PARALLEL_MIN_BYTES >> 10:,} KiB or more run on Numba's {threads} threads (NUMBA_NUM_THREADS), "
+        f"threading layer {numba.threading_layer()!r} "
         f"(NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
     )
     print("backends (library: installed version -> backend):")
@@ -437,8 +438,8 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser = command("bench", "time per call and GB/s against the copy limit, the seed formula and peers", bench)
     bench_parser.add_argument(
         "--sizes", type=_sizes, metavar="N,N,...",
-        help=f"element counts, e.g. 1e3,1e6 (default: 1e3,1e4,1e5,1e6,4e6,32e6; with --plot {len(PLOT_SIZES)} sizes from "
-        "1e3 to 1e8: 1, 2, 5 in each decade)",
+        help="element counts, e.g. 1e3,1e6 (default: 1e3,1e4,1e5,1e6,4e6,32e6; "
+        f"with --plot {len(PLOT_SIZES)} sizes from 1e3 to 1e8: 1, 2, 5 in each decade)",
     )
     bench_parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"],
                               help="element type (default: %(default)s)")

@@ -47,7 +47,7 @@ def test_cpu_batches_equal_the_in_memory_result(tmp_path_factory, data):
     report = apply_file(folder / "x.npy", tuple(outputs) if op == "both" else outputs[0], leak=leak, op=op,
                         device="cpu", batch_bytes=batch_elements * x.dtype.itemsize)
     assert report.elements == x.size and report.device == "cpu"
-    for path, want in zip(outputs, _expected(x, op, leak)):
+    for path, want in zip(outputs, _expected(x, op, leak), strict=True):
         got = np.load(path)
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want, strict=True)
@@ -66,7 +66,7 @@ def test_gpu_batches_on_numba_cuda(tmp_path, op):
     report = apply_file(tmp_path / "x.npy", tuple(outputs) if op == "both" else outputs[0], leak=0.1, op=op,
                         device="cuda", batch_bytes=10 * 4)
     assert report.device == "cuda"
-    for path, want in zip(outputs, _expected(x, op, 0.1)):
+    for path, want in zip(outputs, _expected(x, op, 0.1), strict=True):
         np.testing.assert_array_equal(np.load(path), want, strict=True)
 
 
@@ -206,7 +206,8 @@ def test_a_ctrl_c_inside_a_compiler_callback_still_stops_apply():
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     assert out.splitlines() == [
-        "raised at the next batch", "the second raised at once", "handler restored: True", "ignored stays ignored: True",
+        "raised at the next batch", "the second raised at once", "handler restored: True",
+        "ignored stays ignored: True",
     ]
     assert "Exception ignored" not in err
 

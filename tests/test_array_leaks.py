@@ -199,7 +199,9 @@ def test_a_torch_prelu_layer_trains_like_nn_prelu():
 
     def train(activation):
         torch.manual_seed(1)
-        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), activation, torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), activation, torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)
+        )
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         generator = torch.Generator().manual_seed(2)
         x, target = torch.randn(8, 3, 8, 8, generator=generator), torch.randint(0, 3, (8,), generator=generator)

@@ -254,8 +254,10 @@ def test_torch_values_in_place_and_version_counter():
     leak = torch.linspace(0, 1, 17, dtype=torch.float64)
     got = rk.relu_backward(torch.from_numpy(grad), torch.from_numpy(x), leak)
     np.testing.assert_array_equal(got.numpy(), expected(grad, x, leak.numpy()), strict=True)
-    half = rk.relu_backward(torch.from_numpy(grad).half(), torch.from_numpy(x).half(), 0.1)  # no kernel: torch's operations
-    np.testing.assert_array_equal(half.numpy(), expected(grad.astype(np.float16), x.astype(np.float16), 0.1), strict=True)
+    # float16: no kernel, torch's operations
+    half = rk.relu_backward(torch.from_numpy(grad).half(), torch.from_numpy(x).half(), 0.1)
+    want = expected(grad.astype(np.float16), x.astype(np.float16), 0.1)
+    np.testing.assert_array_equal(half.numpy(), want, strict=True)
 
 
 def test_torch_leaky_relu_shortcut_keeps_the_contract():
@@ -288,7 +290,9 @@ def test_torch_gradients_match_leaky_relu_and_prelu():
     weight = torch.tensor([0.0, 0.1, 0.25], dtype=torch.float64, requires_grad=True)
     grad = torch.randn(8, 3, 5, 5, dtype=torch.float64)
     gx, gw = torch.autograd.grad(F.prelu(x, weight), (x, weight), grad)
-    np.testing.assert_array_equal(rk.relu_backward(grad, x.detach(), weight.detach()[:, None, None]).numpy(), gx.numpy())
+    np.testing.assert_array_equal(
+        rk.relu_backward(grad, x.detach(), weight.detach()[:, None, None]).numpy(), gx.numpy()
+    )
     np.testing.assert_allclose(rk.relu_leak_gradient(grad, x.detach(), weight.detach()[:, None, None]).numpy()[:, 0, 0],
                                gw.numpy(), rtol=1e-12)
     # differentiable in grad (double backward), as leaky_relu_backward is
@@ -312,7 +316,9 @@ def test_torch_compile_traces_relu_backward():
     for small in (row, torch.tensor(2.0)):
         want = expected(np.broadcast_to(small.numpy(), x2.shape), x2.numpy(), 0.1)
         np.testing.assert_array_equal(compiled(small, x2).numpy(), want, strict=True)
-    dynamic = torch.compile(lambda g, v, a: rk.relu_backward(g, v, a), backend="aot_eager", fullgraph=True, dynamic=True)
+    dynamic = torch.compile(
+        lambda g, v, a: rk.relu_backward(g, v, a), backend="aot_eager", fullgraph=True, dynamic=True
+    )
     dynamic(grad, x, 0.1)
     with pytest.raises(Exception, match="leak must be finite"):  # a symbolic leak, checked when the op runs
         dynamic(grad, x, float("nan"))

@@ -161,7 +161,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, capsys,
 @pytest.mark.parametrize("argv", [["plot", "relu.png"], ["bench", "--plot", "throughput.png"]])
 def test_the_figures_without_matplotlib_say_what_to_install_before_measuring(argv, capsys, monkeypatch, tmp_path):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "matplotlib" else real(name, *rest))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "matplotlib" else real(name, *rest)
+    )
     monkeypatch.setattr(_bench, "run", lambda *args, **kwargs: pytest.fail("measured before checking"))
     monkeypatch.chdir(tmp_path)
     code, out, err = _run(argv, capsys)
@@ -197,7 +199,9 @@ def test_plot_writes_the_tutorial_figure(tmp_path, capsys):
     assert capsys.readouterr().out == f"wrote {path}\n"
 
 
-@pytest.mark.skipif(shutil.which("asv") is None and not (Path(sys.executable).parent / "asv").exists(), reason="asv is not installed")
+@pytest.mark.skipif(
+    shutil.which("asv") is None and not (Path(sys.executable).parent / "asv").exists(), reason="asv is not installed"
+)
 def test_asv_suite_checks_and_runs_a_subset(tmp_path):
     asv = shutil.which("asv") or str(Path(sys.executable).parent / "asv")
     env = {**os.environ, "HOME": str(tmp_path)}  # asv keeps its machine file in HOME

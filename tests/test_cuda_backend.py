@@ -89,7 +89,7 @@ def test_backend_matches_oracle(case, data):
     expected = [_expected(formula, x, leak) for _, formula in OPS.values()]
     pair = [_out_like(e, order) for e in expected]
     rk.relu_and_dash(HostDeviceArray(x), leak, out=tuple(HostDeviceArray(p) for p in pair))
-    for got, want in zip(pair, expected):
+    for got, want in zip(pair, expected, strict=True):
         np.testing.assert_array_equal(got, want, strict=True)
     np.testing.assert_array_equal(x, before, strict=True)
 
@@ -125,7 +125,9 @@ def test_aligned_arrays_take_the_quads_kernel(dtype, offset, n):
     x[:] = np.random.default_rng(n).standard_normal(n) * 10
     out = np.empty(n + 4 * 16 // memory.itemsize, dtype)[: n]
     pointers = [x.ctypes.data, out.ctypes.data]
-    layouts = (cuda_backend._layout(x.shape, x.strides, x.dtype), cuda_backend._layout(out.shape, out.strides, out.dtype))
+    layouts = (
+        cuda_backend._layout(x.shape, x.strides, x.dtype), cuda_backend._layout(out.shape, out.strides, out.dtype)
+    )
     [(kind, _)] = cuda_backend._plan(layouts, cuda_backend._aligned(pointers, layouts))
     assert kind == ("quads" if offset == 0 and out.ctypes.data % (4 * out.itemsize) == 0 else "flat")
     leak = 0.5 if x.dtype.kind == "f" else 2
@@ -181,7 +183,7 @@ def test_array_leaks_match_oracle(case, data):
     expected = [_expected(formula, x, leak) for _, formula in OPS.values()]
     pair = [_out_like(e, order) for e in expected]
     rk.relu_and_dash(HostDeviceArray(x), HostDeviceArray(leak), out=tuple(HostDeviceArray(p) for p in pair))
-    for got, want in zip(pair, expected):
+    for got, want in zip(pair, expected, strict=True):
         np.testing.assert_array_equal(got, want, strict=True)
     out = _out_like(expected[0], order)
     rk.relu(HostDeviceArray(x), HostDeviceArray(leak), out=HostDeviceArray(out))

@@ -59,7 +59,7 @@ def test_flat_kernels(case, kind):
     x, leak, op = case
     flat = np.ascontiguousarray(x).reshape(-1)
     expected = _expected(op, flat, leak)
-    for result, want in zip(_run(op, kind, cuda.to_device(flat), leak, expected), expected):
+    for result, want in zip(_run(op, kind, cuda.to_device(flat), leak, expected), expected, strict=True):
         assert result.dtype == want.dtype
         np.testing.assert_array_equal(result, want, strict=True)
 
@@ -72,7 +72,7 @@ def test_flat_kernel_on_strided_1d_views(case, step):
     base = np.repeat(x.reshape(-1), abs(step))
     device_view = cuda.to_device(base)[:: step]
     expected = _expected(op, base[::step], leak)
-    for result, want in zip(_run(op, "flat", device_view, leak, expected), expected):
+    for result, want in zip(_run(op, "flat", device_view, leak, expected), expected, strict=True):
         np.testing.assert_array_equal(result, want, strict=True)
 
 
@@ -87,7 +87,7 @@ def test_strided_kernels_on_4d_views(case, data):
     view = base[padded][(*(slice(None) for _ in padded), *(slice(None, None, s) for s in steps))]
     device_view = cuda.to_device(base[padded])[(*(slice(None) for _ in padded), *(slice(None, None, s) for s in steps))]
     expected = _expected(op, view, leak)
-    for result, want in zip(_run(op, "strided", device_view, leak, expected), expected):
+    for result, want in zip(_run(op, "strided", device_view, leak, expected), expected, strict=True):
         np.testing.assert_array_equal(result, want, strict=True)
 
 
@@ -108,11 +108,11 @@ def test_flat_kernels_over_many_tiles(op, kind, blocks):
     else:
         inputs, expected = (x,), _expected(op, x, 0.1)
     device_arrays = [cuda.to_device(a) for a in inputs] + [cuda.device_array(n, np.float32) for _ in expected]
-    pointers, arrays = zip(*(_numba_cuda._raw(a) for a in device_arrays))
+    pointers, arrays = zip(*(_numba_cuda._raw(a) for a in device_arrays), strict=True)
     device = _numba_cuda.current_device_id()
     stream = _numba_cuda.stream_for(device, 0)
     _numba_cuda.launch_raw(op, kind, np.float32(0.1), list(pointers), arrays, stream, device, blocks=blocks)
-    for out, want in zip(device_arrays[len(inputs):], expected):
+    for out, want in zip(device_arrays[len(inputs):], expected, strict=True):
         np.testing.assert_array_equal(out.copy_to_host(), want, strict=True)
 
 
@@ -205,7 +205,9 @@ def test_grid_is_capped_for_large_arrays():
         lambda shape: st.tuples(
             st.just(tuple(shape)),
             st.lists(st.permutations(range(len(shape))), min_size=1, max_size=3),
-            st.lists(st.lists(st.sampled_from([1, 2, -1]), min_size=len(shape), max_size=len(shape)), min_size=1, max_size=3),
+            st.lists(
+                st.lists(st.sampled_from([1, 2, -1]), min_size=len(shape), max_size=len(shape)), min_size=1, max_size=3
+            ),
         )
     )
 )
@@ -214,15 +216,18 @@ def test_merged_dimensions_reach_the_same_elements(case):
     each array meets which: the (offset in x, offset in out) pairs are preserved."""
     shape, orders, steps_list = case
     arrays = []
-    for order, steps in zip(orders, steps_list):
+    # orders and steps_list are drawn with independent lengths: pair them up to the shorter
+    for order, steps in zip(orders, steps_list, strict=False):
         base = np.empty([shape[d] * abs(steps[d]) for d in order], np.int8)
         view = base[tuple(slice(None, None, steps[d]) for d in order)].transpose(np.argsort(order))
         assert view.shape == shape
         arrays.append(view)
     strides = [a.strides for a in arrays]
     merged_shape, merged_strides = _merge_dims(arrays[0].shape, strides)
-    original = {tuple(sum(i * s for i, s in zip(index, st)) for st in strides) for index in np.ndindex(arrays[0].shape)}
-    merged = {tuple(sum(i * s for i, s in zip(index, st)) for st in merged_strides) for index in np.ndindex(merged_shape)}
+    original = {tuple(sum(i * s for i, s in zip(index, st, strict=True)) for st in strides)
+                for index in np.ndindex(arrays[0].shape)}
+    merged = {tuple(sum(i * s for i, s in zip(index, st, strict=True)) for st in merged_strides)
+              for index in np.ndindex(merged_shape)}
     assert merged == original
     assert int(np.prod(merged_shape)) == arrays[0].size
 

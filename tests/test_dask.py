@@ -37,10 +37,10 @@ def test_local_schedulers_match_the_oracle(case, scheduler):
     assert isinstance(y, da.Array) and y.chunks == x.chunks
     with np.errstate(all="ignore"):
         expected = oracle.relu(x_np, leak), oracle.relu_dash(x_np, leak)
-    for result, want in zip(dask.compute(y, dy, scheduler=scheduler), expected):
+    for result, want in zip(dask.compute(y, dy, scheduler=scheduler), expected, strict=True):
         np.testing.assert_array_equal(result, want, strict=True)
     both = dask.compute(*rk.relu_and_dash(x, leak), scheduler=scheduler)
-    for result, want in zip(both, expected):
+    for result, want in zip(both, expected, strict=True):
         np.testing.assert_array_equal(result, want, strict=True)
 
 

@@ -296,7 +296,9 @@ def test_torch_cuda_compile_fullgraph_with_backward_and_prelu_leak():
     for backend in ("aot_eager", "inductor"):
         w = torch.tensor([0.0, 0.1, 0.25], device="cuda", requires_grad=True)
         v = x.clone().requires_grad_()
-        compiled = torch.compile(lambda t, a: rk.relu(t, a[:, None, None]).square().sum(), backend=backend, fullgraph=True)
+        compiled = torch.compile(
+            lambda t, a: rk.relu(t, a[:, None, None]).square().sum(), backend=backend, fullgraph=True
+        )
         compiled(v, w).backward()
         w_ref = w.detach().clone().requires_grad_()
         v_ref = x.clone().requires_grad_()

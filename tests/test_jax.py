@@ -90,7 +90,8 @@ def test_gradients_match_leaky_relu_and_stay_finite_at_infinities():
     theirs = jax.grad(lambda v: jax.nn.leaky_relu(v, 0.1).sum())(x)
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     np.testing.assert_array_equal(ours[[0, 1, 3]], theirs[[0, 1, 3]])
-    np.testing.assert_array_equal(ours[[2, 4, 5]], np.array([0.1, 1.0, 0.1], np.float32))  # at 0: the seed's relu_dash (JAX's gives 1)
+    # at 0: the seed's relu_dash (JAX's gives 1)
+    np.testing.assert_array_equal(ours[[2, 4, 5]], np.array([0.1, 1.0, 0.1], np.float32))
     leak_gradient = jax.grad(lambda a: rk.relu(x[:5], a).sum())(0.5)  # +inf contributes 0, not NaN
     assert leak_gradient == -2.5
     jacobian = jax.jacfwd(lambda v: rk.relu(v, 0.1))(x[:4])

@@ -135,7 +135,8 @@ def test_a_large_call_in_a_forked_child_after_the_parent_used_the_threads():
     if pid == 0:  # the child: exit 0 only if the result is right
         code = 1
         try:
-            code = 0 if np.array_equal(rk.relu(x, 0.1), expected) and np.array_equal(rk.relu_and_dash(x, 0.1)[0], expected) else 3
+            right = np.array_equal(rk.relu(x, 0.1), expected) and np.array_equal(rk.relu_and_dash(x, 0.1)[0], expected)
+            code = 0 if right else 3
         finally:
             os._exit(code)
     for _ in range(600):

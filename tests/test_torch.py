@@ -151,7 +151,7 @@ def test_torch_compile_fullgraph(backend):
     torch.testing.assert_close(result, expected)
     ours = torch.autograd.grad(result.sum(), (x, leak))
     theirs = torch.autograd.grad(expected.sum(), (x, leak))
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -160,9 +160,11 @@ def test_torch_func_transforms_match_leaky_relu():
     ones = torch.ones(5)
     for transform in (torch.func.jacrev, torch.func.jacfwd):
         torch.testing.assert_close(transform(lambda v: rk.relu(v, 0.1))(x), transform(_leaky)(x))
-    torch.testing.assert_close(torch.func.grad(lambda v: rk.relu(v, 0.1).sum())(x), torch.func.grad(lambda v: _leaky(v).sum())(x))
+    torch.testing.assert_close(
+        torch.func.grad(lambda v: rk.relu(v, 0.1).sum())(x), torch.func.grad(lambda v: _leaky(v).sum())(x)
+    )
     ours, theirs = torch.func.jvp(lambda v: rk.relu(v, 0.1), (x,), (ones,)), torch.func.jvp(_leaky, (x,), (ones,))
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b)
     batch = torch.randn(3, 4)
     torch.testing.assert_close(torch.func.vmap(lambda v: rk.relu(v, 0.1))(batch), _leaky(batch))
@@ -215,7 +217,9 @@ def test_leak_derivatives_in_every_mode():
     def reference(v, w):
         return torch.where(v > 0, v, w * v)
 
-    torch.testing.assert_close(torch.func.jacfwd(rk.relu, argnums=1)(x, a), torch.func.jacfwd(reference, argnums=1)(x, a))
+    torch.testing.assert_close(
+        torch.func.jacfwd(rk.relu, argnums=1)(x, a), torch.func.jacfwd(reference, argnums=1)(x, a)
+    )
     with forward_ad.dual_level():
         tangent = forward_ad.unpack_dual(rk.relu(x, forward_ad.make_dual(a, torch.tensor(1.0)))).tangent
         torch.testing.assert_close(tangent, torch.where(x <= 0, x, 0))
@@ -223,7 +227,9 @@ def test_leak_derivatives_in_every_mode():
         tangent = forward_ad.unpack_dual(rk.relu_dash(x3, forward_ad.make_dual(w, torch.ones(3, 1)))).tangent
         torch.testing.assert_close(tangent, torch.where(x3 <= 0, 1.0, 0.0))
     leaks = torch.tensor([0.0, 0.1, 0.2])
-    torch.testing.assert_close(torch.func.vmap(rk.relu, in_dims=(None, 0))(x, leaks), torch.func.vmap(reference, in_dims=(None, 0))(x, leaks))
+    torch.testing.assert_close(
+        torch.func.vmap(rk.relu, in_dims=(None, 0))(x, leaks), torch.func.vmap(reference, in_dims=(None, 0))(x, leaks)
+    )
     x45, w35 = torch.randn(4, 3, 5), torch.rand(3, 5)
     expected = torch.func.vmap(lambda v, w: torch.where(v <= 0, w, 1.0), in_dims=(1, 0))(x45, w35)
     torch.testing.assert_close(torch.func.vmap(rk.relu_dash, in_dims=(1, 0))(x45, w35), expected)
@@ -237,7 +243,8 @@ def test_compiled_with_changing_leaks_and_meta_leaks():
     for leak in (0.1, 0.2, torch.tensor(0.01), 3):
         torch.testing.assert_close(compiled(x, leak), torch.where(x > 0, x, torch.as_tensor(leak, dtype=x.dtype) * x))
     integers = torch.tensor([-1], dtype=torch.int64)
-    assert torch.compile(lambda v: rk.relu(v, 2**53 + 1), fullgraph=True, backend="aot_eager")(integers).item() == -(2**53 + 1)
+    compiled = torch.compile(lambda v: rk.relu(v, 2**53 + 1), fullgraph=True, backend="aot_eager")
+    assert compiled(integers).item() == -(2**53 + 1)
     meta = rk.relu(torch.randn(3, 4, device="meta"), torch.rand(3, 1, device="meta"))
     assert meta.device.type == "meta" and meta.shape == (3, 4)
 
@@ -246,7 +253,8 @@ def test_compiled_with_changing_leaks_and_meta_leaks():
     "import relukernels as rk\nimport torch",
     "import torch\nimport relukernels as rk",
     # an "is torch installed?" check before the import, as many libraries make
-    "import importlib, importlib.util, relukernels as rk\nimportlib.reload(importlib.import_module('relukernels._dispatch'))\n"
+    "import importlib, importlib.util, relukernels as rk\n"
+    "importlib.reload(importlib.import_module('relukernels._dispatch'))\n"
     "assert importlib.util.find_spec('torch')\nimport torch",
 ], ids=["relukernels first", "torch first", "a lookup and a reload first"])
 def test_a_compiled_first_call_works_whichever_is_imported_first(imports):
@@ -260,7 +268,9 @@ assert torch.equal(compiled(x).detach(), want), compiled(x)
 assert torch.equal(x.grad, torch.where(x > 0, 2.0, 0.2)), x.grad
 print("ok")
 """
-    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", code], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
 
 

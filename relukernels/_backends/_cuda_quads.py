@@ -64,7 +64,9 @@ else:
             pointer, alignment = _quad_pointer(context, builder, sig.args[0], args[0], args[1])
             vector = ir.Constant(pointer.type.pointee, ir.Undefined)
             for k in range(4):
-                vector = builder.insert_element(vector, builder.extract_value(args[2], k), ir.Constant(ir.IntType(32), k))
+                vector = builder.insert_element(
+                    vector, builder.extract_value(args[2], k), ir.Constant(ir.IntType(32), k)
+                )
             builder.store(vector, pointer, align=alignment)
             return context.get_dummy_value()
 

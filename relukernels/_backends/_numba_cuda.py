@@ -435,7 +435,9 @@ def pointer_device_id(pointer: int) -> int:
         return current_device_id()
     from cuda.bindings import driver
 
-    error, ordinal = driver.cuPointerGetAttribute(driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, pointer)
+    error, ordinal = driver.cuPointerGetAttribute(
+        driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, pointer
+    )
     if error != driver.CUresult.CUDA_SUCCESS:
         raise ValueError(f"the array's data at {pointer:#x} is not memory that CUDA knows ({error.name})")
     return int(ordinal)

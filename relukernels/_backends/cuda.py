@@ -2,10 +2,11 @@
 torch backend) and any object with ``__cuda_array_interface__``.
 
 Inputs and outputs are never copied: the kernels get the arrays' pointers, shapes and
-strides (``relu_backward`` of mixed dtypes excepted: see ``CudaBackend.backward``). What differs between libraries sits in one adapter each: how to read an
-array's layout cheaply, how to allocate an output (in the input's library, on its
-device, in its memory order), which device to make current, and which stream is the
-caller's (CuPy's and PyTorch's current stream; the interface's ``stream`` field).
+strides (``relu_backward`` of mixed dtypes excepted: see ``CudaBackend.backward``).
+What differs between libraries sits in one adapter each: how to read an array's
+layout cheaply, how to allocate an output (in the input's library, on its device, in
+its memory order), which device to make current, and which stream is the caller's
+(CuPy's and PyTorch's current stream; the interface's ``stream`` field).
 Nothing here waits for the device: an array leak's values are not read on the host
 (see ``_device_leak``). Nothing here imports CUDA until an array of this backend
 arrives.
@@ -240,9 +241,9 @@ def _launch(op: Operation, adapter: Any, inputs: tuple, views: tuple, leak: Any,
     or a number ``a`` (as ``_resolve_leak`` gives them) and result ``dtype``."""
     x, x_layout = inputs[-1], views[-1][1]
     given = [None if out is None else _checked_out(adapter, out, name, x, x_layout, dtype)
-             for out, name in zip(outs, op.out_names)]
+             for out, name in zip(outs, op.out_names, strict=True)]
     if x_layout.size and any(given):
-        _check_overlaps(tuple(zip(op.inputs, inputs, views)), outs, op.out_names, given)
+        _check_overlaps(tuple(zip(op.inputs, inputs, views, strict=True)), outs, op.out_names, given)
     with adapter.device(x):  # outputs are allocated and kernels launched on x's device
         results = [adapter.allocate(x, dtype, x_layout.order) if out is None else out for out in outs]
         if x_layout.size == 0:
@@ -250,7 +251,7 @@ def _launch(op: Operation, adapter: Any, inputs: tuple, views: tuple, leak: Any,
         kernels = _kernels()
         device_id = adapter.device_id(x)
         pointers, layouts = [pointer for pointer, _ in views], [layout for _, layout in views]
-        for view, result in zip(given, results):
+        for view, result in zip(given, results, strict=True):
             pointer, layout = view or adapter.view(result)[:2]
             pointers.append(pointer)
             layouts.append(layout)
@@ -292,7 +293,9 @@ def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: _Layout) -> tuple[An
         layout = adapter.view(leak)[1]
         dtype = _validate.array_leak_dtype(np, layout.dtype, layout.shape, x_layout.shape, x_layout.dtype)
         if layout.dtype != dtype:
-            raise TypeError(f"leak has dtype {layout.dtype}; for an x of no known library it must have the result's, {dtype}")
+            raise TypeError(
+                f"leak has dtype {layout.dtype}; for an x of no known library it must have the result's, {dtype}"
+            )
         return leak, dtype
     import array_api_compat
 
@@ -303,7 +306,7 @@ def _device_leak(adapter: Any, leak: Any, x: Any, x_layout: _Layout) -> tuple[An
 def _broadcast(layout: _Layout, shape: tuple[int, ...]) -> _Layout:
     """``layout`` broadcast to ``shape``: stride 0 along the dimensions it repeats."""
     pad = len(shape) - len(layout.shape)
-    strides = (0,) * pad + tuple(0 if n == 1 else s for n, s in zip(layout.shape, layout.strides))
+    strides = (0,) * pad + tuple(0 if n == 1 else s for n, s in zip(layout.shape, layout.strides, strict=True))
     return _layout(shape, strides, layout.dtype)
 
 
@@ -362,7 +365,7 @@ def _layout(shape: tuple[int, ...], strides: tuple[int, ...], dtype: np.dtype) -
 
 def byte_extent(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> tuple[int, int]:
     """The first and one-past-the-last byte an array touches, relative to its pointer."""
-    reach = [(n - 1) * s for n, s in zip(shape, strides) if n > 1]
+    reach = [(n - 1) * s for n, s in zip(shape, strides, strict=True) if n > 1]
     return sum(r for r in reach if r < 0), sum(r for r in reach if r > 0) + itemsize
 
 
@@ -376,7 +379,7 @@ def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 
 def _order(shape: tuple[int, ...], strides: tuple[int, ...]) -> str | None:
     """'C' or 'F' when the array is dense in that order ('C' for one element), else None."""
-    dims = [(n, s) for n, s in zip(shape, strides) if n > 1]
+    dims = [(n, s) for n, s in zip(shape, strides, strict=True) if n > 1]
     if _is_dense(reversed(dims)):
         return "C"
     if _is_dense(dims):
@@ -399,13 +402,14 @@ def _check_overlaps(inputs: tuple, outs: tuple, names: tuple, given: list) -> No
     array, its pointer and layout), but may not partly overlap one (the kernels read
     and write in parallel), nor each other."""
     extents = []
-    for out, name, view in zip(outs, names, given):
+    for out, name, view in zip(outs, names, given, strict=True):
         if view is None:
             continue
         pointer, layout = view
         extent = (pointer + layout.low, pointer + layout.high)
         for input_name, array, (array_pointer, array_layout) in inputs:
-            same = pointer == array_pointer and layout.shape == array_layout.shape and layout.strides == array_layout.strides
+            same = (pointer == array_pointer and layout.shape == array_layout.shape
+                    and layout.strides == array_layout.strides)
             array_extent = (array_pointer + array_layout.low, array_pointer + array_layout.high)
             if out is not array and not same and _intersect(extent, array_extent):
                 raise ValueError(f"{name} overlaps {input_name} without being {input_name}; "
@@ -421,11 +425,13 @@ def _intersect(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 def _aligned(pointers: list[int], layouts: list[_Layout]) -> bool:
     """Whether every array's data start on a multiple of four elements (the quads kernel)."""
-    return all(pointer % (4 * layout.dtype.itemsize) == 0 for pointer, layout in zip(pointers, layouts))
+    return all(pointer % (4 * layout.dtype.itemsize) == 0 for pointer, layout in zip(pointers, layouts, strict=True))
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(layouts: tuple[_Layout, ...], aligned: bool, array_leak: bool = False) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+def _plan(
+    layouts: tuple[_Layout, ...], aligned: bool, array_leak: bool = False
+) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     """How to launch over arrays of one shape with these layouts (the inputs first,
     then the outputs, then an array leak broadcast to their shape): per launch, the
     kernel kind and each array as a ``RawArray`` (offset from its pointer).
@@ -444,20 +450,24 @@ def _plan(layouts: tuple[_Layout, ...], aligned: bool, array_leak: bool = False)
         return ((kind, tuple(RawArray(0, (x.size,), (layout.dtype.itemsize,), layout.dtype) for layout in layouts)),)
     shape, strides = _merge_dims(x.shape, [layout.strides for layout in layouts])
     if len(shape) == 1 and not array_leak:
-        return (("flat", tuple(RawArray(0, shape, s, layout.dtype) for s, layout in zip(strides, layouts))),)
+        arrays = tuple(RawArray(0, shape, s, layout.dtype) for s, layout in zip(strides, layouts, strict=True))
+        return (("flat", arrays),)
     pad = max(0, STRIDED_NDIM - len(shape))
     shape = (1,) * pad + shape
     strides = [(0,) * pad + s for s in strides]
     lead = len(shape) - STRIDED_NDIM
     return tuple(
         ("leaks" if array_leak else "strided",
-         tuple(RawArray(sum(i * step for i, step in zip(index, s[:lead])), shape[lead:], s[lead:], layout.dtype)
-               for s, layout in zip(strides, layouts)))
+         tuple(RawArray(sum(i * step for i, step in zip(index, s[:lead], strict=True)),
+                        shape[lead:], s[lead:], layout.dtype)
+               for s, layout in zip(strides, layouts, strict=True)))
         for index in np.ndindex(*shape[:lead])
     )
 
 
-def _merge_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+def _merge_dims(
+    shape: tuple[int, ...], strides: list[tuple[int, ...]]
+) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
     """Drop unit dimensions and merge neighbours that every array steps through evenly."""
     keep = [d for d, n in enumerate(shape) if n != 1]
     merged_shape = [shape[d] for d in keep]

@@ -82,5 +82,5 @@ def _aligned_leak(da: Any, x: Any, leak: Any) -> Any:
         _validate.array_leak(np, leak, x.shape, x.dtype)
     leak = da.asarray(leak)
     _validate.broadcast_leak(leak.shape, x.shape)
-    chunks = tuple((1,) if n == 1 else c for n, c in zip(leak.shape, x.chunks[x.ndim - leak.ndim :]))
+    chunks = tuple((1,) if n == 1 else c for n, c in zip(leak.shape, x.chunks[x.ndim - leak.ndim :], strict=True))
     return leak.rechunk(chunks)

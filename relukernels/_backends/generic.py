@@ -68,7 +68,7 @@ def backward_formula(xp: Any, grad: Any, x: Any, leak: Any) -> Any:
 
 def _into(results: list, outs: tuple, names: tuple, x: Any) -> list:
     """``results``, each copied into its ``out`` where one is given (all checked first)."""
-    for result, out, name in zip(results, outs, names):
+    for result, out, name in zip(results, outs, names, strict=True):
         if out is not None:
             _validate.out_array(
                 out,
@@ -79,10 +79,10 @@ def _into(results: list, outs: tuple, names: tuple, x: Any) -> list:
                 device=device_of(x),
                 device_of=device_of,
             )
-    for result, out, name in zip(results, outs, names):
+    for result, out, name in zip(results, outs, names, strict=True):
         if out is not None:
             try:
                 out[...] = result
             except (TypeError, ValueError, NotImplementedError) as error:
                 raise TypeError(f"{name}: {type(out).__name__} arrays cannot be written in place") from error
-    return [result if out is None else out for result, out in zip(results, outs)]
+    return [result if out is None else out for result, out in zip(results, outs, strict=True)]

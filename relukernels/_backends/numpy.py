@@ -108,7 +108,7 @@ class NumpyBackend:
         order = _order(x)
         contiguous = order is not None and dtype is x.dtype and dtype in _HAS_LOOP
         results = []
-        for out, name in zip(outs, op.out_names):
+        for out, name in zip(outs, op.out_names, strict=True):
             if out is None:
                 results.append(np.empty(x.shape, dtype, order) if order else np.empty_like(x, dtype=dtype))
             else:
@@ -292,7 +292,7 @@ def call_ufuncs(op: Operation, inputs: tuple, a: Any, dtype: np.dtype, outs: lis
     loop = _FLOAT32 if native == _FLOAT16 else native
     if loop not in _HAS_LOOP:
         with np.errstate(all="ignore"):
-            for out, formula in zip(outs, op.formulas):
+            for out, formula in zip(outs, op.formulas, strict=True):
                 out[...] = formula(np, *inputs, a, dtype)
         return outs
     a = a if type(a) is np.ndarray else dtype.type(a)

@@ -170,8 +170,8 @@ def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
     goes through ``x``: relu_dash is a step in ``x``. Eager mode only."""
     torch = sys.modules["torch"]
     if (out is None and type(leak) is float and x.is_cpu and x.dtype is grad.dtype and x.dtype.is_floating_point
-            and grad.shape == x.shape and not _tracks_grad(grad, leak) and not torch._C._are_functorch_transforms_active()
-            and numpy_dtype(x.dtype) is not None):
+            and grad.shape == x.shape and not _tracks_grad(grad, leak)
+            and not torch._C._are_functorch_transforms_active() and numpy_dtype(x.dtype) is not None):
         # The common call (autograd's backward of relu on the CPU), on the shortest path.
         return torch.from_numpy(_NUMPY.backward(_numpy(grad), _numpy(x), leak, None))
     leak_is_tensor = _validate.is_array_leak(leak)
@@ -180,7 +180,8 @@ def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
     constant_leak = not (leak_is_tensor and (_validate.differentiable(leak) or _validate.values_unknown(leak)))
     readable = _has_storage(grad) and _has_storage(x)
     same_shape = grad.shape == x.shape
-    if readable and same_shape and constant_leak and not _tracks_grad(grad, leak) and _kernels_apply(x, leak, grad.dtype):
+    if (readable and same_shape and constant_leak and not _tracks_grad(grad, leak)
+            and _kernels_apply(x, leak, grad.dtype)):
         if out is not None:
             _check_out(out, x, grad.dtype, "out")
         result = torch.empty_like(grad) if out is None else out
@@ -233,7 +234,7 @@ def _run(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         leak = leak.detach()
     if not _kernels_apply(x, leak):
         return _formula(op, x, leak, outs)
-    for out, name in zip(outs, op.out_names):
+    for out, name in zip(outs, op.out_names, strict=True):
         if out is not None:
             _check_out(out, x, x.dtype, name)
     if x.is_cuda:
@@ -296,10 +297,10 @@ def _formula(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
     import array_api_compat.torch as xp
 
     results = generic.formulas(op, xp, x, leak)
-    for result, out, name in zip(results, outs, op.out_names):
+    for result, out, name in zip(results, outs, op.out_names, strict=True):
         if out is not None:
             _check_out(out, x, result.dtype, name)
-    return [result if out is None else out.copy_(result) for result, out in zip(results, outs)]
+    return [result if out is None else out.copy_(result) for result, out in zip(results, outs, strict=True)]
 
 
 def _device(tensor: Any) -> Any:
@@ -418,7 +419,9 @@ def _define_custom_ops() -> dict[str, Any]:
     ops = {}
     for op in (RELU, RELU_DASH):
         schema = "(Tensor x, Tensor? leak_tensor, Scalar leak) -> Tensor"
-        ops[op.name] = torch.library.custom_op(f"relukernels::{op.name}", implementation(op), mutates_args=(), schema=schema)
+        ops[op.name] = torch.library.custom_op(
+            f"relukernels::{op.name}", implementation(op), mutates_args=(), schema=schema
+        )
         ops[op.name].register_fake(fake)
 
     def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
@@ -485,8 +488,8 @@ def _compiled(op: Operation, x: Any, leak: Any, outs: tuple, grad: Any = None) -
     arrays = (grad,) if op is RELU_BACKWARD else ()
     # only relu has a graph through x: relu_dash is a step in x, as in eager mode
     results = [ops[part](*arrays, x if part == RELU.name else x.detach(), leak_tensor, number) for part in op.parts]
-    for result, out, name in zip(results, outs, op.out_names):
+    for result, out, name in zip(results, outs, op.out_names, strict=True):
         if out is not None:
             _check_out(out, x, result.dtype, name)
-    return [result if out is None else out.copy_(result) for result, out in zip(results, outs)]
+    return [result if out is None else out.copy_(result) for result, out in zip(results, outs, strict=True)]
 

@@ -30,7 +30,7 @@ class UfuncProtocolBackend:
         if not hasattr(x, "dtype"):
             return _by_column(op, x, leak, outs)
         a, dtype = _resolve_leak(x, leak)
-        for out, name in zip(outs, op.out_names):
+        for out, name in zip(outs, op.out_names, strict=True):
             _check_out(out, x, dtype, name)
         if len(outs) == 2 and outs[0] is not None and outs[1] is not None and np.may_share_memory(*outs):
             raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
@@ -55,7 +55,8 @@ def plain_arrays(grad: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
     if not hasattr(x, "dtype"):
         raise TypeError(f"x of type {type(x).__name__} has one dtype per column: call it per column")
     _check_labels(grad, x)
-    mask = np.ma.getmaskarray(x) | np.ma.getmaskarray(grad) if np.ma.isMaskedArray(x) or np.ma.isMaskedArray(grad) else None
+    masked = np.ma.isMaskedArray(x) or np.ma.isMaskedArray(grad)
+    mask = np.ma.getmaskarray(x) | np.ma.getmaskarray(grad) if masked else None
     grad, x = np.asarray(np.ma.getdata(grad)), np.asarray(np.ma.getdata(x))
     if mask is not None:
         grad, x = np.where(mask, 0, grad), np.where(mask, 0, x)
