@@ -22,10 +22,10 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -110,7 +110,9 @@ def apply_file(
     if op not in OPS:
         raise ApplyError(f"--op must be one of {', '.join(OPS)}, not {op!r}")
     leak = _validate.leak(leak)
-    targets = [Path(p) for p in (dst if op == "both" else (dst,))]
+    # op="both" takes dst as its pair of paths (two of them: checked just below)
+    paths = cast("Iterable[str | os.PathLike[str]]", dst if op == "both" else (dst,))
+    targets = [Path(p) for p in paths]
     if op == "both" and len(targets) != 2:
         raise ApplyError("--op both writes two outputs: give two output paths")
     source = _read_header(Path(src))
@@ -296,7 +298,8 @@ def _reserve(fd: int, folder: Path, start: int, length: int) -> None:
     os.ftruncate(fd, start + length)
 
 
-def _batch_map(path: Path, header_bytes: int, dtype: np.dtype, start: int, count: int, mode: str) -> np.ndarray:
+def _batch_map(path: Path, header_bytes: int, dtype: np.dtype, start: int, count: int,
+               mode: Literal["r", "r+"]) -> np.memmap:
     """Elements ``start .. start+count`` of a file's data, mapped on their own."""
     return np.memmap(path, dtype=dtype, mode=mode, offset=header_bytes + start * dtype.itemsize, shape=(count,))
 

@@ -72,8 +72,9 @@ class Operation:
     elements: tuple[str, ...]
     """The names of its element formulas in ``relukernels._kernels``, one per output,
     compiled by Numba (CPU and CUDA)."""
-    formulas: tuple[Callable[[Any, Any, Any, Any], Any], ...]
-    """The same formulas as ``f(xp, x, a, dtype)`` in an array-API namespace."""
+    formulas: tuple[Callable[..., Any], ...]
+    """The same formulas as ``f(xp, *inputs, a, dtype)`` in an array-API namespace:
+    ``f(xp, x, a, dtype)``, or ``f(xp, grad, x, a, dtype)`` for ``relu_backward``."""
     parts: tuple[str, ...]
     """The single-output operations that give each result (``(name,)`` for one)."""
     inputs: tuple[str, ...] = ("x",)

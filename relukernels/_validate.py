@@ -87,8 +87,10 @@ def array_leak(xp: Any, value: Any, shape: tuple[int, ...], dtype: Any) -> tuple
     if xp.isdtype(result, "real floating"):
         if not bool(xp.all(xp.isfinite(cast))):
             raise ValueError(f"leak overflows {rule.name if result == dtype else result}: it would become infinite")
-    elif math.prod(value.shape) and not (rule.low <= int(xp.min(value)) and int(xp.max(value)) <= rule.high):
-        raise ValueError(f"leak does not fit in {rule.name} [{rule.low}, {rule.high}], the dtype of x")
+    elif math.prod(value.shape):
+        assert isinstance(rule, IntegerRule)  # an integer result dtype is x's own
+        if not (rule.low <= int(xp.min(value)) and int(xp.max(value)) <= rule.high):
+            raise ValueError(f"leak does not fit in {rule.name} [{rule.low}, {rule.high}], the dtype of x")
     return cast, result
 
 
@@ -295,7 +297,7 @@ def out_array(
     out: Any,
     *,
     name: str,
-    expected_type: type,
+    expected_type: type[Any],
     shape: tuple[int, ...],
     dtype: Any,
     device: Any = None,

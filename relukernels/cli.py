@@ -36,9 +36,10 @@ def _seed(x: np.ndarray, leak: float) -> tuple[np.ndarray, np.ndarray]:
     return np.where(x <= 0, leak * x, x), np.where(x <= 0, leak, 1)
 
 
-def _demo_backends() -> dict[str, Callable[[np.ndarray, float], tuple[Any, Any]]]:
-    """Every way this machine can compute the examples, each giving NumPy results."""
-    backends: dict[str, Callable[[np.ndarray, float], tuple[Any, Any]]] = {
+def _demo_backends() -> dict[str, Callable[[np.ndarray, float], tuple[Any, ...]]]:
+    """Every way this machine can compute the examples, each giving NumPy results
+    (``relu``'s, then ``relu_dash``'s)."""
+    backends: dict[str, Callable[[np.ndarray, float], tuple[Any, ...]]] = {
         "seed np.where": _seed,
         "numba cpu": lambda x, a: rk.relu_and_dash(x, a),
         "numpy ufuncs": lambda x, a: rk.ufuncs.relu_and_dash(x, a),
@@ -67,12 +68,14 @@ def _demo_backends() -> dict[str, Callable[[np.ndarray, float], tuple[Any, Any]]
     return backends
 
 
-def _jax_relu_and_dash(x: np.ndarray, leak: float) -> tuple[np.ndarray, np.ndarray]:
+def _jax_relu_and_dash(x: np.ndarray, leak: float) -> tuple[np.ndarray, ...]:
     """relu_and_dash on a JAX array, in float64 like the others (JAX's default is
     float32; 64-bit is switched on for this call only)."""
     import jax
 
-    enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64  # moved in JAX 0.6
+    # jax.enable_x64 from JAX 0.6, jax.experimental's before (gone from the JAX that mypy reads)
+    enable_x64 = (jax.enable_x64 if hasattr(jax, "enable_x64")
+                  else jax.experimental.enable_x64)  # type: ignore[attr-defined]
     with enable_x64(True):
         return tuple(np.asarray(r) for r in rk.relu_and_dash(jax.numpy.asarray(x), leak))
 
@@ -303,7 +306,7 @@ class _ApplyProgress:
             self.stop = _STOPS[signum]
 
         defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         for signum, default in defaults.items():
             if signal.getsignal(signum) is default:
                 previous[signum] = signal.signal(signum, note)

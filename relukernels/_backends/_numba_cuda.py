@@ -177,7 +177,7 @@ def _offset(at, s0, s1, s2, s3):
     return at[0] * s0 + at[1] * s1 + at[2] * s2 + at[3] * s3
 
 
-def _kernels(op: Operation) -> dict[str, Callable[..., None]]:
+def _python_kernels(op: Operation) -> dict[str, Callable[..., None]]:
     """The four kernels of ``op``, by kind (see the module's docstring), as Python
     functions for ``numba.cuda`` to compile or simulate."""
     inputs = len(op.inputs)
@@ -237,7 +237,7 @@ def _kernels(op: Operation) -> dict[str, Callable[..., None]]:
 
 
 KERNELS: dict[tuple[str, str], Callable[..., None]] = {
-    (name, kind): kernel for name, op in KERNEL_OPERATIONS.items() for kind, kernel in _kernels(op).items()
+    (name, kind): kernel for name, op in KERNEL_OPERATIONS.items() for kind, kernel in _python_kernels(op).items()
 }
 """Kernels by (operation, kind: "quads", "flat", "strided" or "leaks"), as Python functions."""
 
@@ -582,7 +582,8 @@ def _host_memory(pointer: int, array: RawArray) -> tuple[np.ndarray, int]:
 
     low, high = byte_extent(array.shape, array.strides, array.dtype.itemsize)
     buffer = (ctypes.c_char * (high - low)).from_address(pointer + array.offset + low)
-    return np.frombuffer(buffer, array.dtype), low
+    # (numpy's stubs omit ctypes arrays, which give their buffer all the same)
+    return np.frombuffer(buffer, array.dtype), low  # type: ignore[call-overload]
 
 
 def _ensure_context(device_id: int) -> None:

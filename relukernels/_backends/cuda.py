@@ -178,7 +178,7 @@ class CudaBackend:
 
     def run(self, op: Operation, x: Any, leak: Any, outs: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array)."""
-        adapter = _adapter(type(x))
+        adapter = _adapter(type(x))  # type: ignore[arg-type]  # classes are Hashable: python/mypy#11470
         x_view = _kernel_input(adapter, x)
         leak, a, dtype = _resolve_leak(adapter, leak, x, x_view[1])
         return _launch(op, adapter, (x,), (x_view,), leak, a, dtype, outs)
@@ -192,7 +192,7 @@ class CudaBackend:
         or PyTorch's operations, then a copy into ``out``); for arrays of no known
         library, which have none, they are a TypeError.
         """
-        adapter = _adapter(type(x))
+        adapter = _adapter(type(x))  # type: ignore[arg-type]  # classes are Hashable: python/mypy#11470
         x_view = _kernel_input(adapter, x)
         grad_view = adapter.view(grad)[:2]
         _validate.grad_shape(grad_view[1].shape, x_view[1].shape)

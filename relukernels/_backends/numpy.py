@@ -36,7 +36,8 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from types import EllipsisType
+from typing import Any, Literal
 
 import numpy as np
 
@@ -113,13 +114,14 @@ class NumpyBackend:
                 results.append(np.empty(x.shape, dtype, order) if order else np.empty_like(x, dtype=dtype))
             else:
                 _check_out(out, x, dtype, name)
-                contiguous = contiguous and _contiguous_with(out, x, order)
+                contiguous = contiguous and order is not None and _contiguous_with(out, x, order)
                 results.append(out)
-        if len(results) == 2 and outs[0] is not None and outs[1] is not None and np.may_share_memory(*results):
+        if (len(results) == 2 and outs[0] is not None and outs[1] is not None
+                and np.may_share_memory(results[0], results[1])):
             raise ValueError("out[0] and out[1] overlap; they must be separate arrays")
         if x.size == 0:
             return results
-        if contiguous:
+        if contiguous and order is not None:
             rows = (a, x.size) if type(a) is not np.ndarray else _leak_rows(x, a) if order == "C" else None
             if rows is not None:
                 _run_rows(op, dtype, _flat_views([x, *results], order), *rows)
@@ -129,6 +131,7 @@ class NumpyBackend:
     def backward(self, grad: np.ndarray, x: np.ndarray, leak: Any, out: Any) -> np.ndarray:
         """``relu_backward``: ``grad * relu_dash(x, leak)`` into ``out`` (``None`` or an
         array; may be ``grad`` or ``x`` itself)."""
+        a: Any  # a number, or an array leak once resolved
         if ((type(leak) is float or type(leak) is int) and grad.dtype is x.dtype and grad.shape == x.shape
                 and x.flags.c_contiguous and grad.flags.c_contiguous):
             a, dtype = (_validate.NUMPY_RULES.get(x.dtype) or _validate.dtype_rule(np, x.dtype)).resolve(leak)
@@ -177,7 +180,7 @@ def _resolve_leak(x: np.ndarray, leak: Any) -> tuple[Any, np.dtype]:
     raise TypeError(f"leak must be a number or a NumPy array for a NumPy x, got {type(leak).__name__}")
 
 
-def _order(x: np.ndarray) -> str | None:
+def _order(x: np.ndarray) -> Literal["C", "F"] | None:
     """"C" or "F" where ``x`` is contiguous in that order (C first), else ``None``."""
     flags = x.flags
     return "C" if flags.c_contiguous else "F" if flags.f_contiguous else None
@@ -220,7 +223,8 @@ def _leak_rows(x: np.ndarray, leak: np.ndarray) -> tuple[np.ndarray, int] | None
     width = math.prod(x.shape[x.ndim - trailing:])
     if not trailing or width < MIN_ROW:
         return None
-    return np.ascontiguousarray(broadcast[(..., *[0] * trailing)]).reshape(-1), width
+    first_of_each_row: tuple[EllipsisType | int, ...] = (..., *[0] * trailing)
+    return np.ascontiguousarray(broadcast[first_of_each_row]).reshape(-1), width
 
 
 def _run_rows(op: Operation, dtype: np.dtype, arrays: list[np.ndarray], leaks: Any, width: int) -> None:

@@ -134,8 +134,11 @@ def _native() -> _Native:
     import numpy as np
     import torch
 
-    rules = {dtype: (_validate.dtype_rule(np, np.dtype(name)), float(np.finfo(name).max))
-             for dtype, name in ((torch.float32, "float32"), (torch.float64, "float64"))}
+    rules: dict[Any, tuple[_validate.FloatRule, float]] = {}
+    for dtype, name in ((torch.float32, "float32"), (torch.float64, "float64")):
+        rule = _validate.dtype_rule(np, np.dtype(name))
+        assert isinstance(rule, _validate.FloatRule)  # a floating dtype's
+        rules[dtype] = (rule, float(np.finfo(name).max))
     return _Native(rules, torch._C._nn.leaky_relu, torch.is_grad_enabled, torch.autograd.forward_ad,
                    torch._C._are_functorch_transforms_active)
 
@@ -376,7 +379,8 @@ def _relu_function() -> Any:
 
         # Function.apply binds its arguments to forward's signature inside torch.func's
         # transforms; computed once here, that costs 2 µs instead of 9.
-        Relu.forward.__signature__ = inspect.signature(Relu.forward)
+        # (functions take attributes; mypy sees forward as a Callable, which has none)
+        Relu.forward.__signature__ = inspect.signature(Relu.forward)  # type: ignore[attr-defined]
         _RELU_FUNCTION = Relu
     return _RELU_FUNCTION
 
