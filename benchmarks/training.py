@@ -1,11 +1,10 @@
-"""Training costs against the frameworks' own activations: the numbers behind
-benchmarks/RESULTS.md's table "Training". PyTorch on the CPU, float32, against
-``F.leaky_relu(x, 0.01)``; JAX eager against ``jax.nn.leaky_relu``; NumPy's
-``relu_backward`` against the two passes it fuses; and, for PyTorch, its own
-kernels behind a Python ``autograd.Function``, the floor for any Python extension
-with autograd. Side by side,
-interleaved rounds, medians; the last column is time over the reference (lower is
-faster):
+"""Training costs against the frameworks' own activations (benchmarks/RESULTS.md,
+"Training"): PyTorch, float32, against ``F.leaky_relu(x, 0.01)`` (on the CPU, or on
+CUDA from ``gpu_check.py``); JAX eager against ``jax.nn.leaky_relu``; NumPy's
+``relu_backward`` against the two passes it fuses; and, for PyTorch, its own kernels
+behind a Python ``autograd.Function``, the floor for any Python extension with
+autograd. Side by side, interleaved rounds, medians; the last column is time over the
+reference (lower is faster):
 
     python benchmarks/training.py [--rounds 11]
 """

@@ -13,7 +13,7 @@ from ._ops import RELU, RELU_AND_DASH, RELU_DASH, leak_gradient_formula
 
 
 def relu(x: Any, leak: Any = 0, *, out: Any = None) -> Any:
-    """ReLU, or leaky ReLU with slope ``leak`` for ``x <= 0``: the seed's ``relu(x, leak)``.
+    """ReLU, or leaky ReLU with slope ``leak`` for ``x <= 0``: the tutorial's ``relu(x, leak)``.
 
     Parameters
     ----------
@@ -42,7 +42,7 @@ def relu(x: Any, leak: Any = 0, *, out: Any = None) -> Any:
 
 
 def relu_dash(x: Any, leak: Any = 0, *, out: Any = None) -> Any:
-    """Derivative of :func:`relu`: ``leak`` where ``x <= 0``, else 1 (the seed's ``relu_dash``).
+    """Derivative of :func:`relu`: ``leak`` where ``x <= 0``, else 1 (the tutorial's ``relu_dash``).
 
     Parameters and result as for :func:`relu`; the result has ``relu``'s dtype.
     """

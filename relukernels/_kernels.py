@@ -43,7 +43,7 @@ def relu(x, a):
 
 @register_jitable
 def relu_dash(x, a):
-    """``a`` where ``x <= 0``, else 1 (NaN gives 1, as the seed's ``np.where`` does)."""
+    """``a`` where ``x <= 0``, else 1 (NaN gives 1, as the tutorial's ``np.where`` does)."""
     return a if (x == 0) | ((math.copysign(1.0, x) < 0) & (x == x)) else 1
 
 

@@ -207,7 +207,7 @@ class FloatRule:
 @dataclass(frozen=True)
 class IntegerRule:
     """An integer dtype: an integer ``leak`` keeps it, a float one promotes it as the
-    namespace promotes it for ``leak * x`` (NumPy: float64, as in the seed; PyTorch
+    namespace promotes it for ``leak * x`` (NumPy: float64, as in the tutorial; PyTorch
     and JAX: their default float), whatever its value."""
 
     name: str

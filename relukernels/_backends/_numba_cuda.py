@@ -13,10 +13,10 @@ Four kernels for each operation, by the layout of the arrays and the leak they t
 - ``leaks``: ``strided`` with an array leak, a 4-d view broadcast to ``x``'s shape
   (stride 0 along the dimensions it repeats), read at each element's index.
 
-On an H100 (2026-11-26) one scalar element per thread reached 60% of the copy
-bandwidth and four in flight 80%; PyTorch's vector accesses reach 98%. The quads
-kernel has not been timed on a GPU yet (benchmarks/gpu_check.py does). Every kernel
-is a grid-stride loop with 64-bit indices. Loads come before stores because an
+One scalar access per element keeps too few bytes in flight to reach a GPU's copy
+bandwidth; vector accesses of four elements (as PyTorch's elementwise kernels use) are
+how the quads kernel means to reach it (``benchmarks/gpu_check.py`` times the kernels
+against a device copy). Every kernel is a grid-stride loop with 64-bit indices. Loads come before stores because an
 output may be an input itself, so the compiler may not move them past the stores.
 
 The kernels take plain parameters only, so that what the launcher packs is what the
@@ -591,7 +591,7 @@ def _ensure_context(device_id: int) -> None:
 
     CuPy and PyTorch bind one in the threads where they work, but not necessarily in
     others: PyTorch runs backward passes in threads of its own, where the first
-    launch found no context (CUDA_ERROR_INVALID_CONTEXT, seen on an H100).
+    launch found no context (CUDA_ERROR_INVALID_CONTEXT).
     """
     from cuda.bindings import driver
 
