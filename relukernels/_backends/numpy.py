@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -64,11 +65,10 @@ class _Threads:
         self.usable = True
 
     def after_fork_in_child(self) -> None:
-        import numba
-
         self.lock = threading.Lock()  # another thread of the parent may have held it
+        numba = sys.modules.get("numba")  # not imported: no layer started in the parent
         try:
-            self.usable = numba.threading_layer() != "omp"
+            self.usable = numba is None or numba.threading_layer() != "omp"
         except ValueError:  # no layer started in the parent: the child may start its own
             pass
 
