@@ -263,6 +263,11 @@ def dtype_rule(xp: Any, dtype: Any) -> FloatRule | IntegerRule:
         is_integer = xp.isdtype(dtype, "integral")
     except (TypeError, ValueError):
         is_float = is_integer = False
+    if (is_float or is_integer) and isinstance(dtype, np.dtype):
+        # NumPy's canonical object for the dtype: equal dtypes (np.longlong and np.int64
+        # on Linux; one with metadata and the plain one) share this rule, and the
+        # results and loops of all of them are the canonical dtype's.
+        dtype = np.dtype(dtype.str)
     if is_float:
         info = xp.finfo(dtype)
         largest = float(info.max)

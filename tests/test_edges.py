@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -132,3 +134,100 @@ def test_no_call_warns_on_any_path(size):
             t = torch.from_numpy(x).to(dtype)
             rk.relu(t, 3e38 if dtype == torch.float32 else 60000.0)
             rk.relu_backward(torch.full_like(t, float("inf")), t, 0.0)
+
+
+def test_an_equivalent_dtype_object_does_not_change_later_calls():
+    """NumPy has two dtype objects for int64 on Linux (``np.longlong``, ``'q'``, and
+    ``np.int64``, ``'l'``: equal, one hash) and dtypes that carry metadata (equal to
+    the plain one). Whichever a process meets first must not decide how the other
+    computes, nor leak its metadata into other results: a fresh process, to see it."""
+    code = """
+import numpy as np, relukernels as rk
+q = np.array([-3, 4, -5, 6], np.longlong)
+assert rk.relu(q, 2).tolist() == [-6, 4, -10, 6]
+assert rk.relu(q[::2], 2).tolist() == [-6, -10]
+assert rk.relu(np.array([-3, 4]), 2).tolist() == [-6, 4]
+assert rk.relu(np.array([-3, 4, -5, 6])[::2], 2).tolist() == [-6, -10]
+assert rk.relu_backward(np.ones(2, np.int64), np.array([-3, 4]), 2).tolist() == [2, 1]
+m = np.zeros(3, np.dtype("f8", metadata={"unit": "m"}))
+rk.relu(m, 0.5)
+assert rk.relu(np.zeros(3), 0.5).dtype.metadata is None
+assert rk.relu_dash(np.zeros((2, 2))[:, 0], 0.5).dtype.metadata is None
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_longdouble_relu_and_dash_into_x_reads_x_first():
+    """``out=(x, dy)``: ``dy`` is computed from ``x`` before ``x`` is overwritten, on the
+    path of dtypes without a compiled loop as on the others."""
+    values = np.array([-2.0, -1.0, 3.0, 0.0, -0.0, np.nan])
+    for dtype in (np.longdouble, np.float64):
+        x = values.astype(dtype)
+        y, dy = x.copy(), np.empty_like(x)
+        expected = oracle.relu(x, -0.5), oracle.relu_dash(x, -0.5)
+        rk.relu_and_dash(y, -0.5, out=(y, dy))
+        np.testing.assert_array_equal(y, expected[0])
+        np.testing.assert_array_equal(dy, expected[1])
+
+
+@pytest.mark.parametrize("kind", ["masked array", "matrix", "subclass", "pandas Series", "xarray DataArray"])
+def test_longdouble_containers_are_refused_by_name(kind):
+    """The ufuncs have no longdouble loop (Numba has no longdouble type), so a container
+    of longdouble cannot come back as itself: a ``TypeError`` naming ``x`` and its
+    dtype, with the way out, rather than an error from inside NumPy."""
+    made = _containers(np.array([-1.0, 2.0, 3.0], np.longdouble))
+    if kind not in made:
+        pytest.skip(f"{kind} is not installed")
+    for call in (lambda c: rk.relu(c, 0.5), lambda c: rk.relu_and_dash(c, 0.5),
+                 lambda c: rk.relu_backward(c, c, 0.5)):
+        with pytest.raises(TypeError, match=r"x .*longdouble|x .*float128|x .*float96"):
+            call(made[kind])
+
+
+def test_no_call_warns_on_containers_of_float16_the_generic_backend_or_the_leak_gradient():
+    """The float16 containers' cast back from float32, the array-API formulas on a
+    namespace that NumPy computes (array-api-strict), and the leak's gradient: the
+    products overflow there too, silently."""
+    x16 = np.array([-60000.0, 2.0, np.nan, -np.inf], np.float16)
+    x32 = np.array([3e38, -3e38, 1.0, -1.0], np.float32)
+    containers = _containers(x16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for container in containers.values():
+            assert np.isneginf(np.asarray(rk.relu(container, 3.0)).ravel()[0])
+            rk.relu_backward(container, container, 3.0)
+        assert np.isneginf(rk.relu_leak_gradient(np.array([3e38], np.float32), np.array([-3e38], np.float32), 0.5))
+        rk.relu_leak_gradient(x32, x32, np.full(4, 0.5, np.float32))
+        xps = pytest.importorskip("array_api_strict")
+        strict = xps.asarray(x32)
+        assert np.isneginf(np.asarray(rk.relu(strict, 10.0))[1])
+        rk.relu_backward(xps.asarray(np.full(4, np.inf, np.float32)), strict, 0.0)
+        rk.relu_leak_gradient(strict, strict, 10.0)
+
+
+def test_in_place_calls_through_separate_views_of_x_take_the_rows_loops(monkeypatch):
+    """``out`` a separate view of ``x``'s memory (``x[...]``, or a torch tensor given as
+    ``out=t``, which the backend sees as two NumPy views) is ``x`` itself: the rows
+    loops, not the ufuncs' single-threaded path for outputs that overlap ``x``."""
+    from relukernels._backends import numpy as numpy_backend
+
+    by_ufuncs = []
+    real = numpy_backend.call_ufuncs
+    monkeypatch.setattr(numpy_backend, "call_ufuncs", lambda *args: by_ufuncs.append(args[0].name) or real(*args))
+    values = np.random.default_rng(4).standard_normal(1 << 18).astype(np.float32)
+    expected = oracle.relu(values, 0.1), oracle.relu_dash(values, 0.1)
+    x = values.copy()
+    rk.relu(x, 0.1, out=x[...])
+    np.testing.assert_array_equal(x, expected[0])
+    x = values.copy()
+    rk.relu_backward(x[...], values, 0.1, out=x)
+    np.testing.assert_array_equal(x, expected[1] * values)
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(values.copy())
+    rk.relu(t, 0.1, out=t)
+    np.testing.assert_array_equal(t.numpy(), expected[0])
+    t = torch.from_numpy(values.copy())
+    rk.relu_dash(t, 0.1, out=t)
+    np.testing.assert_array_equal(t.numpy(), expected[1])
+    assert by_ufuncs == []

@@ -46,10 +46,14 @@ from .. import _validate
 from .._ops import RELU_BACKWARD, Operation
 
 LOOP_DTYPES = tuple(np.dtype(c) for c in "i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
-"""The dtypes with compiled loops, smallest first (the order the ufuncs need)."""
+"""The dtypes with compiled loops, smallest first (the order the ufuncs need); here,
+not in ``_kernels``, because importing that module imports Numba."""
 _HAS_LOOP = frozenset(LOOP_DTYPES)
+UFUNC_LOOP = {dtype: dtype for dtype in LOOP_DTYPES} | {np.dtype(np.float16): np.dtype(np.float32)}
+"""The dtype of the ufunc loop for each native dtype that has one: float16 runs
+float32's. The values are the objects the loops were registered with: NumPy finds a
+ufunc's loop by type number, and equal dtypes may differ in it (``np.longlong``)."""
 _FLOAT16 = np.dtype(np.float16)
-_FLOAT32 = np.dtype(np.float32)
 
 PARALLEL_MIN_BYTES = 640 << 10
 """Calls that read and write this many bytes or more run on Numba's threads: a
@@ -58,7 +62,7 @@ float32 ``relu`` from 81,920 elements, a float32 ``relu_backward`` from 54,614
 
 
 class _Threads:
-    """Whether a flat loop may run on Numba's threads now (see the module's docstring)."""
+    """Whether a rows loop may run on Numba's threads now (see the module's docstring)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -86,6 +90,7 @@ class NumpyBackend:
     def run(self, op: Operation, x: np.ndarray, leak: Any, outs: tuple) -> list:
         """``op`` over ``x`` into ``outs`` (each ``None`` or an array)."""
         if type(leak) is float or type(leak) is int:
+            # _validate.numpy_result, inlined: one Python call less on the shortest path
             a, dtype = (_validate.NUMPY_RULES.get(x.dtype) or _validate.dtype_rule(np, x.dtype)).resolve(leak)
             if op.nout == 1 and dtype is x.dtype and dtype in _HAS_LOOP and x.flags.c_contiguous:
                 # The common call, on the shortest path: one result of a C-contiguous x.
@@ -107,7 +112,7 @@ class NumpyBackend:
         else:
             a, dtype = _resolve_leak(x, _validate.leak(leak))
         order = _order(x)
-        contiguous = order is not None and dtype is x.dtype and dtype in _HAS_LOOP
+        contiguous = order is not None and dtype == x.dtype and dtype in _HAS_LOOP
         results = []
         for out, name in zip(outs, op.out_names, strict=True):
             if out is None:
@@ -134,6 +139,7 @@ class NumpyBackend:
         a: Any  # a number, or an array leak once resolved
         if ((type(leak) is float or type(leak) is int) and grad.dtype is x.dtype and grad.shape == x.shape
                 and x.flags.c_contiguous and grad.flags.c_contiguous):
+            # _validate.numpy_result, inlined as in run
             a, dtype = (_validate.NUMPY_RULES.get(x.dtype) or _validate.dtype_rule(np, x.dtype)).resolve(leak)
             if dtype is x.dtype and dtype in _HAS_LOOP:
                 # The common call (a network's backward pass), on the shortest path.
@@ -158,7 +164,7 @@ class NumpyBackend:
             result = out
         if x.size == 0:
             return result
-        if (order is not None and grad.dtype is x.dtype is dtype and dtype in _HAS_LOOP
+        if (order is not None and grad.dtype == x.dtype == dtype and dtype in _HAS_LOOP
                 and _contiguous_with(grad, x, order)
                 and (out is None or (_contiguous_with(out, x, order) and _contiguous_with(out, grad, order)))):
             rows = (a, x.size) if type(a) is not np.ndarray else _leak_rows(x, a) if order == "C" else None
@@ -193,11 +199,14 @@ def _check_out(out: Any, x: np.ndarray, dtype: np.dtype, name: str) -> None:
 
 
 def _contiguous_with(array: np.ndarray, x: np.ndarray, order: str) -> bool:
-    """Whether ``array`` can go with ``x`` (contiguous in ``order``) into a rows loop:
-    contiguous in that order, and ``x`` itself or apart from it (two arrays that own
-    their memory are apart, without a look at it)."""
+    """Whether ``array`` can go with ``x`` (contiguous in ``order``, of its shape) into a
+    rows loop: contiguous in that order, and ``x`` itself or apart from it (two arrays
+    that own their memory are apart, without a look at it). A separate view of ``x``'s
+    memory that starts where ``x`` does is ``x`` itself (``x[...]``; a torch tensor
+    given as its own ``out``, which reaches here as two views)."""
     contiguous = array.flags.c_contiguous if order == "C" else array.flags.f_contiguous
-    return contiguous and (array is x or (array.base is None and x.base is None) or not np.may_share_memory(array, x))
+    return contiguous and (array is x or (array.base is None and x.base is None) or not np.may_share_memory(array, x)
+                           or array.__array_interface__["data"][0] == x.__array_interface__["data"][0])
 
 
 def _flat_views(arrays: list[np.ndarray], order: str) -> list[np.ndarray]:
@@ -293,24 +302,24 @@ def call_ufuncs(op: Operation, inputs: tuple, a: Any, dtype: np.dtype, outs: lis
     from ..ufuncs import UFUNCS
 
     native = dtype.newbyteorder("=")
-    loop = _FLOAT32 if native == _FLOAT16 else native
-    if loop not in _HAS_LOOP:
-        with np.errstate(all="ignore"):
-            for out, formula in zip(outs, op.formulas, strict=True):
-                out[...] = formula(np, *inputs, a, dtype)
-        return outs
-    a = a if type(a) is np.ndarray else dtype.type(a)
+    loop = UFUNC_LOOP.get(native)
+    if loop is not None:
+        a = a if type(a) is np.ndarray else dtype.type(a)
     x = inputs[-1]
     overlapping = [i for i, out in enumerate(outs) if out is not None and np.may_share_memory(out, x)]
     if len(overlapping) > 1:
         inputs = (*inputs[:-1], np.copy(x))
     results = list(outs)
     for i in sorted(range(len(outs)), key=lambda i: i in overlapping):
+        if loop is None:  # NumPy backend only: its outputs are arrays
+            with np.errstate(all="ignore"):
+                outs[i][...] = op.formulas[i](np, *inputs, a, dtype)
+            continue
         name = op.parts[i]
         with np.errstate(over="ignore", invalid="ignore") if _may_raise_flags(name, native) else _NO_CHANGE:
             results[i] = UFUNCS[name](*inputs, a, out=outs[i], dtype=loop)
-        if loop is not native and outs[i] is None:
-            results[i] = results[i].astype(native)
+            if outs[i] is None and native == _FLOAT16:  # from the float32 loop
+                results[i] = results[i].astype(native)
     return results
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _validate
 from .._ops import OPERATIONS, RELU_BACKWARD, Operation
-from .numpy import call_ufuncs
+from .numpy import UFUNC_LOOP, call_ufuncs
 
 
 class UfuncProtocolBackend:
@@ -43,6 +43,7 @@ class UfuncProtocolBackend:
         a, dash_dtype = _resolve_leak(x, _validate.leak(leak))
         _check_labels(grad, x)
         dtype = _validate.grad_dtype(np, _numpy_dtype(grad.dtype), dash_dtype)
+        _check_loop(dtype, "grad")
         _check_out(out, x, dtype, "out")
         a = a if isinstance(a, np.ndarray) else dash_dtype.type(a)  # rounded as relu_dash rounds it
         return call_ufuncs(RELU_BACKWARD, (grad, x), a, dtype, [out])[0]
@@ -88,9 +89,20 @@ def _resolve_leak(x: Any, leak: Any) -> tuple[Any, np.dtype]:
     if _validate.is_array_leak(leak) and not isinstance(leak, np.ndarray):
         raise TypeError(f"leak must be a number or a NumPy array here, got {type(leak).__name__}")
     dtype = _numpy_dtype(x.dtype)
-    if _validate.is_array_leak(leak):
-        return _validate.array_leak(np, leak, np.shape(x), dtype)
-    return _validate.numpy_result(dtype, leak)
+    a, result_dtype = (_validate.array_leak(np, leak, np.shape(x), dtype) if _validate.is_array_leak(leak)
+                       else _validate.numpy_result(dtype, leak))
+    _check_loop(result_dtype, "x")
+    return a, result_dtype
+
+
+def _check_loop(dtype: np.dtype, name: str) -> None:
+    """A container comes back as itself only through a ufunc, and the ufuncs have loops
+    for the dtypes of ``UFUNC_LOOP`` only (Numba has no longdouble)."""
+    if dtype.newbyteorder("=") not in UFUNC_LOOP:
+        raise TypeError(
+            f"{name} gives results of dtype {dtype}, which relukernels' ufuncs have no loop for: a container "
+            f"of it cannot come back as itself; pass np.asarray({name}) (a NumPy array of it works)"
+        )
 
 
 def _check_out(out: Any, x: Any, dtype: np.dtype, name: str) -> None:
@@ -128,7 +140,7 @@ def _by_column(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
 
     for name, column_dtype in dtypes.items():  # every column checked before any is computed
         try:
-            _validate.numpy_result(_numpy_dtype(column_dtype), leak)
+            _check_loop(_validate.numpy_result(_numpy_dtype(column_dtype), leak)[1], "x")
         except (TypeError, ValueError) as error:
             raise type(error)(f"{kind} {name!r} of x: {error}") from None
     return [
