@@ -127,7 +127,8 @@ def relu_leak_gradient(grad: Any, x: Any, leak: Any) -> Any:
     _validate.grad_shape(grad.shape, x.shape)
     dtype = _validate.grad_dtype(xp, grad.dtype, dash_dtype)
     leak_shape = tuple(leak.shape) if _validate.is_array_leak(leak) else ()
-    return leak_gradient_formula(xp, xp.astype(grad, dtype) * xp.astype(x, dtype), x, leak_shape)
+    with np.errstate(all="ignore"):  # an overflowing product is ±inf, silently (docs/contract.md)
+        return leak_gradient_formula(xp, xp.astype(grad, dtype) * xp.astype(x, dtype), x, leak_shape)
 
 
 def _backend_for_pair(grad: Any, x: Any) -> tuple[Any, Any, Any]:

@@ -171,22 +171,30 @@ def relu_and_dash(x, a, y, dy):
     dy[0] = relu_dash(x, a)
 
 
+_disk_cache_usable = True
+"""False once Numba could not use its disk cache: the process compiles in memory."""
+
+
 def compiled(decorator: Callable[..., Any], func: Callable[..., Any]) -> Any:
     """``decorator(cache=True)(func)``: compiled, or loaded from Numba's disk cache; in
-    memory, with one warning, where no cache directory can be written.
+    memory where no cache directory can be written, from then on for the whole
+    process, with one warning.
 
     Numba looks for the package's ``__pycache__``, then a user-wide cache directory.
     Where neither can be written it raises ``RuntimeError`` ("cannot cache"), or for a
     zipped package ``OSError`` while reading or writing the cache.
     """
-    try:
-        return decorator(cache=True)(func)
-    except (OSError, RuntimeError) as error:
-        if isinstance(error, RuntimeError) and "cannot cache" not in str(error):
-            raise
-        warnings.warn(
-            f"relukernels: Numba cannot use its on-disk cache ({error}); compiling in memory for this process",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return decorator(cache=False)(func)
+    global _disk_cache_usable
+    if _disk_cache_usable:
+        try:
+            return decorator(cache=True)(func)
+        except (OSError, RuntimeError) as error:
+            if isinstance(error, RuntimeError) and "cannot cache" not in str(error):
+                raise
+            _disk_cache_usable = False
+            warnings.warn(
+                f"relukernels: Numba cannot use its on-disk cache ({error}); compiling in memory for this process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return decorator(cache=False)(func)

@@ -100,9 +100,16 @@ def test_first_call_with_no_writeable_cache_anywhere_still_computes(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the cache directory would be")
     env = {"XDG_CACHE_HOME": str(blocker / "cache"), "HOME": str(blocker), "PYTHONPATH": ""}
-    done = _run_python(FIRST_CALL.format(archive=str(archive)), env, tmp_path)
+    calls_on_every_route = """
+    big = np.linspace(-1, 1, 1 << 18, dtype=np.float32)
+    rk.relu(big, 0.1), rk.relu(big[::2], 0.1), rk.relu_backward(big, big, 0.1), rk.relu(big.astype(np.float16))
+    rk.relu(np.arange(-3, 3), 2), rk.relu_dash(x, np.float32([0.5]))
+    """
+    done = _run_python(FIRST_CALL.format(archive=str(archive)) + calls_on_every_route, env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("]")[0] == "[-1.0, 0.5, -inf"
+    warned = [line for line in done.stderr.splitlines() if "Warning" in line]
+    assert len(warned) == 1 and "compiling in memory" in warned[0], done.stderr
 
 
 def test_import_is_light():
