@@ -62,6 +62,8 @@ def _vectorized(op: Operation) -> Any:
                                numba.types.CPointer(numba.intp), numba.types.voidptr)
         loop = _kernels.compiled(functools.partial(numba.cfunc, signature), _kernels.ufunc_loop(element, inputs))
         _INNER_LOOPS.append(loop)
+        # Private: the method by which Numba's own DUFunc registers each loop it compiles
+        # (numba/np/ufunc/dufunc.py; checked with Numba 0.68).
         ufunc._add_loop(loop.address, [dtype.num] * (inputs + 2))
     return ufunc
 

@@ -296,3 +296,14 @@ print([str(w.message)[:40] for w in caught])
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "could not prepare for torch" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("layout", ["sparse_coo", "sparse_csr"])
+def test_sparse_tensors_are_refused_by_name(layout):
+    torch = pytest.importorskip("torch")
+    dense = torch.tensor([[-1.0, 2.0], [0.0, -3.0]])
+    sparse = dense.to_sparse() if layout == "sparse_coo" else dense.to_sparse_csr()
+    for call in (lambda: rk.relu(sparse, 0.1), lambda: rk.relu(sparse), lambda: rk.relu_dash(sparse, 0.1),
+                 lambda: rk.relu_backward(dense, sparse, 0.1), lambda: rk.relu_backward(sparse, dense, 0.1)):
+        with pytest.raises(TypeError, match=r"^(x|grad) is a torch\.sparse"):
+            call()

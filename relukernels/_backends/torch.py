@@ -22,6 +22,7 @@ kernels on PyTorch's current stream, autograd kept working.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from typing import Any, NamedTuple
@@ -49,6 +50,7 @@ class TorchBackend:
             native = _native_relu(x, leak, outs[0])
             if native is not None:
                 return [native]
+        _check_layout(x, "x")
         leak = _validate.leak(leak)
         leak_is_tensor = _validate.is_array_leak(leak)
         if leak_is_tensor:
@@ -79,6 +81,8 @@ class TorchBackend:
 
         if torch.compiler.is_compiling():
             return _compiled(RELU_BACKWARD, x, leak, (out,), grad)[0]
+        _check_layout(x, "x")
+        _check_layout(grad, "grad")
         leak = _validate.leak(leak)
         _check_leak_type(leak)
         if grad.device != x.device:
@@ -99,9 +103,6 @@ class _Native(NamedTuple):
     transforms_active: Any
 
 
-_NATIVE: list[_Native] = []
-
-
 def _native_relu(x: Any, leak: int | float, out: Any = None) -> Any:
     """PyTorch's own ``leaky_relu(x, leak)`` (into ``out``, checked, where one is given)
     where it gives the kernels' bits, else ``None``: a float32 or float64 tensor on the
@@ -112,9 +113,7 @@ def _native_relu(x: Any, leak: int | float, out: Any = None) -> Any:
     which the contract rounds to it); and an ``out`` that is ``x`` or shares no memory
     with it (PyTorch refuses a partial overlap, which the kernels compute as if there
     were none). A non-finite leak raises, as ``_validate.leak`` would."""
-    if not _NATIVE:
-        _NATIVE.append(_native())
-    native = _NATIVE[0]
+    native = _native()
     rule = native.rules.get(x.dtype)
     if (rule is None or not (x.is_cpu or x.is_cuda) or (x.requires_grad and native.grad_enabled())
             or native.forward_ad._current_level >= 0 or native.transforms_active()):
@@ -123,13 +122,19 @@ def _native_relu(x: Any, leak: int | float, out: Any = None) -> Any:
     if a == 0 or abs(a) > rule[1]:
         return None
     if out is None:
-        return native.leaky_relu(x, a)
+        try:
+            return native.leaky_relu(x, a)
+        except (NotImplementedError, RuntimeError):
+            if x.layout is sys.modules["torch"].strided:
+                raise
+            return None  # a sparse x: the caller's checks name it
     _check_out(out, x, x.dtype, "out")
     if out is not x and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         return None
     return native.leaky_relu(x, a, out=out)
 
 
+@functools.cache
 def _native() -> _Native:
     import numpy as np
     import torch
@@ -152,6 +157,14 @@ def _apply(function: Any, *args: Any) -> Any:
     if torch._C._are_functorch_transforms_active():
         return function.apply(*args)
     return super(torch.autograd.Function, function).apply(*args)
+
+
+def _check_layout(tensor: Any, name: str) -> None:
+    """The kernels and formulas take dense tensors (``torch.strided``), not sparse ones."""
+    import torch
+
+    if tensor.layout is not torch.strided:
+        raise TypeError(f"{name} is a {tensor.layout} tensor; relukernels takes dense ones ({name}.to_dense())")
 
 
 def _check_leak_type(leak: Any) -> None:
@@ -318,71 +331,66 @@ def _leak_gradient(per_element: Any, x: Any, leak: Any) -> Any:
     return leak_gradient_formula(xp, per_element, x, tuple(leak.shape)).to(leak.dtype)
 
 
-_RELU_FUNCTION = None
-
-
+@functools.cache
 def _relu_function() -> Any:
     """``torch.autograd.Function`` for relu in eager mode, built on first use: backward
     (double backward too), forward AD (``jvp``) and ``vmap``, so that ``torch.func``'s
     transforms work; the leak may be a number or a tensor."""
-    global _RELU_FUNCTION
-    if _RELU_FUNCTION is None:
-        import torch
+    import torch
 
-        class Relu(torch.autograd.Function):
-            @staticmethod
-            def forward(x: Any, leak: Any) -> Any:
-                if type(leak) is float:  # PyTorch's own forward where it gives the same bits
-                    native = _native_relu(x, leak)  # (a Function's forward runs without grad mode)
-                    if native is not None:
-                        return native
-                plain_leak = leak.detach() if _validate.is_array_leak(leak) else leak
-                return _run(RELU, x.detach(), plain_leak, (None,))[0]
+    class Relu(torch.autograd.Function):
+        @staticmethod
+        def forward(x: Any, leak: Any) -> Any:
+            if type(leak) is float:  # PyTorch's own forward where it gives the same bits
+                native = _native_relu(x, leak)  # (a Function's forward runs without grad mode)
+                if native is not None:
+                    return native
+            plain_leak = leak.detach() if _validate.is_array_leak(leak) else leak
+            return _run(RELU, x.detach(), plain_leak, (None,))[0]
 
-            @staticmethod
-            def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
-                x, leak = inputs
-                leak_is_tensor = _validate.is_array_leak(leak)
-                ctx.save_for_backward(x, leak if leak_is_tensor else None)
-                if torch.autograd.forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
-                    ctx.save_for_forward(x, leak if leak_is_tensor else None)  # for jvp, in forward AD only
-                ctx.leak = None if leak_is_tensor else leak
+        @staticmethod
+        def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+            x, leak = inputs
+            leak_is_tensor = _validate.is_array_leak(leak)
+            ctx.save_for_backward(x, leak if leak_is_tensor else None)
+            if torch.autograd.forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
+                ctx.save_for_forward(x, leak if leak_is_tensor else None)  # for jvp, in forward AD only
+            ctx.leak = None if leak_is_tensor else leak
 
-            @staticmethod
-            def backward(ctx: Any, grad: Any) -> tuple[Any, Any]:
-                x, leak_tensor = ctx.saved_tensors
-                leak = ctx.leak if leak_tensor is None else leak_tensor
-                grad_x = _relu_backward(grad, x, leak, None) if ctx.needs_input_grad[0] else None
-                grad_leak = None
-                if leak_tensor is not None and ctx.needs_input_grad[1]:
-                    grad_leak = _leak_gradient(grad * x, x, leak_tensor)
-                return grad_x, grad_leak
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> tuple[Any, Any]:
+            x, leak_tensor = ctx.saved_tensors
+            leak = ctx.leak if leak_tensor is None else leak_tensor
+            grad_x = _relu_backward(grad, x, leak, None) if ctx.needs_input_grad[0] else None
+            grad_leak = None
+            if leak_tensor is not None and ctx.needs_input_grad[1]:
+                grad_leak = _leak_gradient(grad * x, x, leak_tensor)
+            return grad_x, grad_leak
 
-            @staticmethod
-            def jvp(ctx: Any, x_dot: Any, leak_dot: Any) -> Any:
-                x, leak_tensor = ctx.saved_tensors
-                leak = ctx.leak if leak_tensor is None else leak_tensor
-                tangent = _relu_backward(x_dot, x, leak, None) if x_dot is not None else None
-                if leak_dot is not None:
-                    from_leak = torch.where(x <= 0, leak_dot.to(x.dtype) * x, torch.zeros_like(x))
-                    tangent = from_leak if tangent is None else tangent + from_leak
-                return tangent
+        @staticmethod
+        def jvp(ctx: Any, x_dot: Any, leak_dot: Any) -> Any:
+            x, leak_tensor = ctx.saved_tensors
+            leak = ctx.leak if leak_tensor is None else leak_tensor
+            tangent = _relu_backward(x_dot, x, leak, None) if x_dot is not None else None
+            if leak_dot is not None:
+                from_leak = torch.where(x <= 0, leak_dot.to(x.dtype) * x, torch.zeros_like(x))
+                tangent = from_leak if tangent is None else tangent + from_leak
+            return tangent
 
-            @staticmethod
-            def vmap(info: Any, in_dims: tuple, x: Any, leak: Any) -> tuple[Any, Any]:
-                x_dim, leak_dim = in_dims
-                x = x.movedim(x_dim, 0) if x_dim is not None else x.expand(info.batch_size, *x.shape)
-                if leak_dim is not None:  # a batch of leaks, lined up with x's dimensions
-                    leak = leak.movedim(leak_dim, 0)
-                    leak = leak.reshape(leak.shape[:1] + (1,) * (x.dim() - leak.dim()) + leak.shape[1:])
-                return Relu.apply(x, leak), 0
+        @staticmethod
+        def vmap(info: Any, in_dims: tuple, x: Any, leak: Any) -> tuple[Any, Any]:
+            x_dim, leak_dim = in_dims
+            x = x.movedim(x_dim, 0) if x_dim is not None else x.expand(info.batch_size, *x.shape)
+            if leak_dim is not None:  # a batch of leaks, lined up with x's dimensions
+                leak = leak.movedim(leak_dim, 0)
+                leak = leak.reshape(leak.shape[:1] + (1,) * (x.dim() - leak.dim()) + leak.shape[1:])
+            return Relu.apply(x, leak), 0
 
-        # Function.apply binds its arguments to forward's signature inside torch.func's
-        # transforms; computed once here, that costs 2 µs instead of 9.
-        # (functions take attributes; mypy sees forward as a Callable, which has none)
-        Relu.forward.__signature__ = inspect.signature(Relu.forward)  # type: ignore[attr-defined]
-        _RELU_FUNCTION = Relu
-    return _RELU_FUNCTION
+    # Function.apply binds its arguments to forward's signature inside torch.func's
+    # transforms; computed once here, that costs 2 µs instead of 9.
+    # (functions take attributes; mypy sees forward as a Callable, which has none)
+    Relu.forward.__signature__ = inspect.signature(Relu.forward)  # type: ignore[attr-defined]
+    return Relu
 
 
 _CUSTOM_OPS: dict[str, Any] = {}
