@@ -307,3 +307,18 @@ def test_sparse_tensors_are_refused_by_name(layout):
                  lambda: rk.relu_backward(dense, sparse, 0.1), lambda: rk.relu_backward(sparse, dense, 0.1)):
         with pytest.raises(TypeError, match=r"^(x|grad) is a torch\.sparse"):
             call()
+
+
+def test_second_derivatives_through_a_trainable_leak():
+    """x's gradient depends on the leak (``grad * leak`` where ``x <= 0``): with
+    create_graph, the graph goes through the leak, as gradgradcheck checks; without,
+    x's gradient runs on the kernels and equals the one with the graph."""
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([[-1.5, 0.7, -0.2], [2.0, -3.0, 0.4]], dtype=torch.float64, requires_grad=True)
+    leak = torch.tensor([[0.3], [0.1]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda v, a: rk.relu(v, a), (x, leak))
+    grad = torch.randn(2, 3, dtype=torch.float64)
+    with_graph = torch.autograd.grad(rk.relu(x, leak), (x, leak), grad, create_graph=True)
+    without = torch.autograd.grad(rk.relu(x, leak), (x, leak), grad)
+    assert all(torch.equal(a.detach(), b) for a, b in zip(with_graph, without, strict=True))
+    assert with_graph[0].requires_grad and not without[0].requires_grad

@@ -361,7 +361,10 @@ def _relu_function() -> Any:
         def backward(ctx: Any, grad: Any) -> tuple[Any, Any]:
             x, leak_tensor = ctx.saved_tensors
             leak = ctx.leak if leak_tensor is None else leak_tensor
-            grad_x = _relu_backward(grad, x, leak, None) if ctx.needs_input_grad[0] else None
+            # Without create_graph (grad mode off) no graph goes through the leak here:
+            # x's gradient runs on the kernels; the leak's own comes below.
+            leak_for_x = leak if leak_tensor is None or torch.is_grad_enabled() else leak_tensor.detach()
+            grad_x = _relu_backward(grad, x, leak_for_x, None) if ctx.needs_input_grad[0] else None
             grad_leak = None
             if leak_tensor is not None and ctx.needs_input_grad[1]:
                 grad_leak = _leak_gradient(grad * x, x, leak_tensor)
