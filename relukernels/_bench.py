@@ -1,4 +1,4 @@
-"""Side-by-side throughput measurements: relukernels against the copy limit, the seed
+"""Side-by-side throughput measurements: relukernels against the copy limit, the tutorial's
 formula and peers, interleaved in one process so that a noisy machine hits all alike.
 
 Each case is one call on arrays made beforehand; every round times each case once, in
@@ -27,7 +27,7 @@ import numpy as np
 import relukernels as rk
 
 LEAK = 0.1
-SEED = "seed np.where"
+TUTORIAL = "tutorial np.where"
 PEER = {"cpu": "torch leaky_relu out=", "cuda": "torch cuda leaky_relu out="}
 
 
@@ -97,7 +97,7 @@ def _copy_pool(threads: int) -> Any:
     return ThreadPoolExecutor(threads, thread_name_prefix="relukernels-bench")
 
 
-def _seed_relu(x: np.ndarray, leak: float) -> np.ndarray:
+def _tutorial_relu(x: np.ndarray, leak: float) -> np.ndarray:
     return np.where(x <= 0, leak * x, x)
 
 
@@ -130,7 +130,7 @@ def cpu_cases(n: int, dtype: np.dtype, groups: list[str]) -> list[Case]:
     b = x.nbytes
     cases = [
         *copy_limit_cases(x, y),
-        Case(SEED, lambda: _seed_relu(x, LEAK), 2 * b),
+        Case(TUTORIAL, lambda: _tutorial_relu(x, LEAK), 2 * b),
         Case("numpy maximum out=", lambda: np.maximum(x, 0, out=y), 2 * b),
         Case("rk relu(leak=0) out=", lambda: rk.relu(x, out=y), 2 * b),
         Case("rk relu out=", lambda: rk.relu(x, LEAK, out=y), 2 * b),
@@ -260,7 +260,7 @@ def run(sizes: list[int], dtype: str, groups: list[str], rounds: int, show_progr
             "size": sizes[-1],
             "x_nbytes": x.nbytes,
             "rk relu": peak_allocation(lambda: rk.relu(x, LEAK)),
-            SEED: peak_allocation(lambda: _seed_relu(x, LEAK)),
+            TUTORIAL: peak_allocation(lambda: _tutorial_relu(x, LEAK)),
         }
     return result
 
@@ -271,7 +271,7 @@ def _rows(cases: list[Case], n: int) -> list[dict]:
     medians = {c.name: statistics.median(c.times) for c in cases}
     rates = {c.name: c.bytes_moved / medians[c.name] for c in cases}
     limit = max(rates[c.name] for c in cases if c.copy)
-    seed = medians.get(SEED)
+    tutorial = medians.get(TUTORIAL)
     peer = next((c for c in cases if c.name == PEER[c.device]), None)
     peer_rate = rates[peer.name] if peer else None
     return [
@@ -283,7 +283,7 @@ def _rows(cases: list[Case], n: int) -> list[dict]:
             "median_us": medians[case.name] * 1e6,
             "gb_per_s": rates[case.name] / 1e9,
             "vs_copy": rates[case.name] / limit,
-            "speedup_vs_seed": (seed / medians[case.name]) if seed else None,
+            "speedup_vs_tutorial": (tutorial / medians[case.name]) if tutorial else None,
             "time_vs_torch": peer_rate / rates[case.name] if peer_rate else None,
             "samples": len(case.times),
         }
@@ -352,17 +352,17 @@ def format_table(result: dict) -> str:
         "throughput over the copy limit (the fastest of the 'copy:' rows at that size and "
         "device, 1.00 for the limit itself); "
         + ("'time / torch out=' is the time over PyTorch's leaky_relu(out=) on the same device; " if with_torch else "")
-        + "'× seed' is the speed-up over np.where.",
+        + "'× np.where' is the speed-up over the tutorial's np.where.",
         "",
-        "| size | case | µs/call | GB/s | vs copy |" + (" time / torch out= |" if with_torch else "") + " × seed |",
+        "| size | case | µs/call | GB/s | vs copy |" + (" time / torch out= |" if with_torch else "") + " × np.where |",
         "| ---: | --- | ---: | ---: | ---: |" + (" ---: |" if with_torch else "") + " ---: |",
     ]
     for row in result["rows"]:
-        seed = f"{row['speedup_vs_seed']:.1f}" if row["speedup_vs_seed"] else ""
+        speedup = f"{row['speedup_vs_tutorial']:.1f}" if row["speedup_vs_tutorial"] else ""
         torch = f" {row['time_vs_torch']:.2f} |" if row["time_vs_torch"] else " |"
         lines.append(
             f"| {row['size']:,} | {row['case']} | {row['median_us']:,.1f} | "
-            f"{row['gb_per_s']:.1f} | {row['vs_copy']:.2f} |{torch if with_torch else ''} {seed} |"
+            f"{row['gb_per_s']:.1f} | {row['vs_copy']:.2f} |{torch if with_torch else ''} {speedup} |"
         )
     memory = result.get("peak_allocation")
     if memory:
@@ -370,7 +370,7 @@ def format_table(result: dict) -> str:
             "",
             f"Peak allocation of one out-of-place call, {memory['size']:,} elements, "
             f"in units of x.nbytes: rk relu {memory['rk relu'] / memory['x_nbytes']:.2f}, "
-            f"seed np.where {memory[SEED] / memory['x_nbytes']:.2f}",
+            f"tutorial np.where {memory[TUTORIAL] / memory['x_nbytes']:.2f}",
         ]
     return "\n".join(lines)
 

@@ -31,7 +31,7 @@ TUTORIAL_EXAMPLES = [
 ]
 
 
-def _seed(x: np.ndarray, leak: float) -> tuple[np.ndarray, np.ndarray]:
+def _tutorial(x: np.ndarray, leak: float) -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's two functions, verbatim."""
     return np.where(x <= 0, leak * x, x), np.where(x <= 0, leak, 1)
 
@@ -40,7 +40,7 @@ def _demo_backends() -> dict[str, Callable[[np.ndarray, float], tuple[Any, ...]]
     """Every way this machine can compute the examples, each giving NumPy results
     (``relu``'s, then ``relu_dash``'s)."""
     backends: dict[str, Callable[[np.ndarray, float], tuple[Any, ...]]] = {
-        "seed np.where": _seed,
+        "tutorial np.where": _tutorial,
         "numba cpu": lambda x, a: rk.relu_and_dash(x, a),
         "numpy ufuncs": lambda x, a: rk.ufuncs.relu_and_dash(x, a),
         "formula (numpy)": lambda x, a: tuple(generic.formulas(RELU_AND_DASH, np, x, a)),
@@ -101,7 +101,8 @@ def demo(_: argparse.Namespace) -> int:
             if not same:
                 print(f"  !! {name} differs from the numba kernels")
     print(f"\n{len(backends)} backends: {', '.join(backends)}")
-    print("all backends agree" if agree else "BACKENDS DISAGREE")
+    print("all backends agree (0 and -0 count as equal: the contract leaves a zero's sign open)" if agree
+          else "BACKENDS DISAGREE")
     return 0 if agree else 1
 
 
@@ -162,13 +163,13 @@ def _gpu_summary() -> str:
 
 
 INSTALL_HINTS = {"torch": "pip install torch", "cupy": 'a CUDA GPU and pip install "relukernels[cuda12]"'}
-BENCH_ARRAYS = 6  # x, y, dy, torch's and the seed's results, the seed's temporary: the most alive at once
+BENCH_ARRAYS = 6  # x, y, dy, torch's and the tutorial formula's results, its temporary: the most alive at once
 TABLE_SIZES = [1_000, 10_000, 100_000, 1_000_000, 4_000_000, 32_000_000]
 PLOT_SIZES = [m * 10**e for e in range(3, 8) for m in (1, 2, 5)] + [10**8]  # 1e3, 2e3, 5e3, ... 1e8
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Time relukernels against the copy limit, the seed formula and peers."""
+    """Time relukernels against the copy limit, the tutorial's formula and peers."""
     from relukernels import _bench
 
     available = _bench.available_backends()
@@ -249,12 +250,15 @@ def apply(args: argparse.Namespace) -> int:
                 progress=bar,
             )
     except (ApplyError, OSError, ValueError, TypeError) as error:
+        bar.close()  # first, so that the line starts a line of its own
         print(f"relukernels apply: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        bar.close()
         print("relukernels apply: interrupted; no output was written", file=sys.stderr)
         return 130
     except _Terminated:
+        bar.close()
         print("relukernels apply: terminated (SIGTERM); no output was written", file=sys.stderr)
         return 128 + signal.SIGTERM
     finally:
@@ -328,6 +332,7 @@ class _ApplyProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 MIN_BATCH_BYTES = 4096
@@ -438,7 +443,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command("demo", "the tutorial's examples through every backend installed here, side by side", demo)
     command("info", "versions, threads, which backend each installed library gets, GPUs", info)
-    bench_parser = command("bench", "time per call and GB/s against the copy limit, the seed formula and peers", bench)
+    bench_parser = command("bench", "time per call and GB/s against the copy limit, the tutorial's formula and peers", bench)
     bench_parser.add_argument(
         "--sizes", type=_sizes, metavar="N,N,...",
         help="element counts, e.g. 1e3,1e6 (default: 1e3,1e4,1e5,1e6,4e6,32e6; "

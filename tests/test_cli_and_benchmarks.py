@@ -36,7 +36,7 @@ def test_demo_shows_every_backend_agreeing(capsys):
     assert main(["demo"]) == 0
     shown = capsys.readouterr().out
     assert "all backends agree" in shown
-    for backend, row in [(None, "seed np.where"), (None, "numba cpu"), ("array_api_strict", "array-api-strict"),
+    for backend, row in [(None, "tutorial np.where"), (None, "numba cpu"), ("array_api_strict", "array-api-strict"),
                          ("torch", "torch cpu"), ("jax", "jax (float64)"), ("dask", "dask (2-element chunks)")]:
         if backend is None or importlib.util.find_spec(backend):
             assert shown.count(f" {row}  ") == 6, row  # relu and relu_dash rows of three examples
@@ -55,7 +55,7 @@ def test_bench_json_holds_every_backend_present(capsys, tmp_path):
     out, err = capsys.readouterr()
     result = json.loads(out)
     cases = {row["case"] for row in result["rows"]}
-    assert {"seed np.where", "rk relu out=", "rk relu_and_dash out="} <= cases
+    assert {"tutorial np.where", "rk relu out=", "rk relu_and_dash out="} <= cases
     if "torch" in _bench.available_backends():
         assert "torch leaky_relu out=" in cases
     assert {row["size"] for row in result["rows"]} == {1000, 400000}
