@@ -3,7 +3,7 @@
 CUDA from ``gpu_check.py``); JAX eager against ``jax.nn.leaky_relu``; NumPy's
 ``relu_backward`` against the two passes it fuses; and, for PyTorch, its own kernels
 behind a Python ``autograd.Function``, the floor for any Python extension with
-autograd. Side by side, interleaved rounds, medians; the last column is time over the
+autograd; a PReLU with a trained slope per channel against ``F.prelu``. Side by side, interleaved rounds, medians; the last column is time over the
 reference (lower is faster):
 
     python benchmarks/training.py [--rounds 11]
@@ -114,6 +114,22 @@ def torch_tables(rounds: int, device: str = "cpu") -> list[str]:
         _bench.Case("SGD step, leaky_relu in a Python autograd.Function", mlp(python_leaky_relu), 0),
     ]
     tables.append(_table(f"PyTorch {where}, 784-512-512-10 MLP, batch 256", cases, rounds))
+
+    x = torch.randn(64, 8, 12, 12, device=device, requires_grad=True)
+    slopes = torch.full((8,), 0.25, device=device, requires_grad=True)
+    grad = torch.randn(64, 8, 12, 12, device=device)
+
+    def prelu_step(activation):
+        x.grad = slopes.grad = None
+        activation(x, slopes).backward(grad)
+        synchronize()
+
+    cases = [
+        _bench.Case("F.prelu forward+backward", lambda: prelu_step(F.prelu), 0),
+        _bench.Case("rk.relu(x, slopes.view(-1, 1, 1)) forward+backward",
+                    lambda: prelu_step(lambda v, w: rk.relu(v, w.view(-1, 1, 1))), 0),
+    ]
+    tables.append(_table(f"PyTorch {where}, PReLU with a trained slope per channel, (64, 8, 12, 12)", cases, rounds))
     return tables
 
 

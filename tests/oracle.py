@@ -23,7 +23,9 @@ def result_dtype(x: np.ndarray, leak) -> np.dtype:
 
 
 def cast_leak(x: np.ndarray, leak) -> np.ndarray:
-    return np.asarray(np.asarray(leak).astype(result_dtype(x, leak)))
+    """The leak in the result dtype, as ``np.asarray(leak, dtype)`` gives it (a Python
+    int through the nearest double, as NumPy converts it)."""
+    return np.asarray(leak, dtype=result_dtype(x, leak))
 
 
 def relu(x, leak=0):
