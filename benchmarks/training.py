@@ -3,8 +3,9 @@
 CUDA from ``gpu_check.py``); JAX eager against ``jax.nn.leaky_relu``; NumPy's
 ``relu_backward`` against the two passes it fuses; and, for PyTorch, its own kernels
 behind a Python ``autograd.Function``, the floor for any Python extension with
-autograd; a PReLU with a trained slope per channel against ``F.prelu``. Side by side, interleaved rounds, medians; the last column is time over the
-reference (lower is faster):
+autograd; a PReLU with a trained slope per channel against ``F.prelu``. Side by side,
+interleaved rounds, medians; the last column is time over the reference (lower is
+faster):
 
     python benchmarks/training.py [--rounds 11]
 """

@@ -443,7 +443,9 @@ def _parser() -> argparse.ArgumentParser:
 
     command("demo", "the tutorial's examples through every backend installed here, side by side", demo)
     command("info", "versions, threads, which backend each installed library gets, GPUs", info)
-    bench_parser = command("bench", "time per call and GB/s against the copy limit, the tutorial's formula and peers", bench)
+    bench_parser = command(
+        "bench", "time per call and GB/s against the copy limit, the tutorial's formula and peers", bench
+    )
     bench_parser.add_argument(
         "--sizes", type=_sizes, metavar="N,N,...",
         help="element counts, e.g. 1e3,1e6 (default: 1e3,1e4,1e5,1e6,4e6,32e6; "
