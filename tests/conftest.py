@@ -3,6 +3,7 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -12,6 +13,13 @@ from hypothesis import HealthCheck, Phase, settings
 # run the real kernel code on Numba's CUDA simulator.
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidiactl"):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+# A background job of a non-interactive shell (`pytest &`, some CI runners) starts with
+# Ctrl-C ignored, which apply rightly leaves ignored; its tests send real Ctrl-Cs, as from
+# a terminal, to this process and to the children it starts (which inherit the handler
+# as SIG_DFL, so Python installs its own).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # torch.compile's on-disk caches are keyed on the graph, not on relukernels' fake
 # implementations: a cache left by another version of the package could give a
