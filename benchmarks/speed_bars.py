@@ -158,7 +158,7 @@ def small_calls(rounds: int) -> dict[str, float]:
                                                             lambda t: t["maximum out="]),
         "1e3 ufunc out= / np.maximum out=": _median_ratio(times, lambda t: t["ufunc out="],
                                                           lambda t: t["maximum out="]),
-        "1e3 rk.relu / seed np.where": _median_ratio(times, lambda t: t["rk relu"], lambda t: t["seed"]),
+        "1e3 rk.relu / tutorial np.where": _median_ratio(times, lambda t: t["rk relu"], lambda t: t["seed"]),
         "1e3 torch rk.relu / F.leaky_relu": _median_ratio(times, lambda t: t["rk relu torch"],
                                                           lambda t: t["F.leaky_relu"]),
     }
