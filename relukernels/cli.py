@@ -236,6 +236,7 @@ def apply(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     bar = _ApplyProgress(quiet=args.quiet)
+    failure: tuple[str, int] | None = None  # the last line and the exit status
     try:
         with bar.interrupts_between_batches():
             report = apply_file(
@@ -250,19 +251,16 @@ def apply(args: argparse.Namespace) -> int:
                 progress=bar,
             )
     except (ApplyError, OSError, ValueError, TypeError) as error:
-        bar.close()  # first, so that the line starts a line of its own
-        print(f"relukernels apply: error: {error}", file=sys.stderr)
-        return 2
+        failure = f"error: {error}", 2
     except KeyboardInterrupt:
-        bar.close()
-        print("relukernels apply: interrupted; no output was written", file=sys.stderr)
-        return 130
+        failure = "interrupted; no output was written", 130
     except _Terminated:
-        bar.close()
-        print("relukernels apply: terminated (SIGTERM); no output was written", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        failure = "terminated (SIGTERM); no output was written", 128 + signal.SIGTERM
     finally:
-        bar.close()
+        bar.close()  # before the last line, which then starts a line of its own
+    if failure is not None:
+        print(f"relukernels apply: {failure[0]}", file=sys.stderr)
+        return failure[1]
     if not args.quiet:
         elements = f"{report.elements:,} element{'' if report.elements == 1 else 's'}"
         print(
@@ -332,7 +330,6 @@ class _ApplyProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-            self.bar = None
 
 
 MIN_BATCH_BYTES = 4096

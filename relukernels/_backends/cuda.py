@@ -141,8 +141,7 @@ class _InterfaceArrays:
 
     @staticmethod
     def device(x: Any) -> contextlib.AbstractContextManager:
-        kernels = _kernels()
-        return kernels.device_context(kernels.pointer_device_id(x.__cuda_array_interface__["data"][0]))
+        return _kernels().device_context(_InterfaceArrays.device_id(x))
 
     @staticmethod
     def stream(x: Any) -> int:

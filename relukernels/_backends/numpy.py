@@ -127,7 +127,7 @@ class NumpyBackend:
         if x.size == 0:
             return results
         if contiguous and order is not None:
-            rows = (a, x.size) if type(a) is not np.ndarray else _leak_rows(x, a) if order == "C" else None
+            rows = _rows(x, a, order)
             if rows is not None:
                 _run_rows(op, dtype, _flat_views([x, *results], order), *rows)
                 return results
@@ -167,7 +167,7 @@ class NumpyBackend:
         if (order is not None and grad.dtype == x.dtype == dtype and dtype in _HAS_LOOP
                 and _contiguous_with(grad, x, order)
                 and (out is None or (_contiguous_with(out, x, order) and _contiguous_with(out, grad, order)))):
-            rows = (a, x.size) if type(a) is not np.ndarray else _leak_rows(x, a) if order == "C" else None
+            rows = _rows(x, a, order)
             if rows is not None:
                 _run_rows(RELU_BACKWARD, dtype, _flat_views([grad, x, result], order), *rows)
                 return result
@@ -219,6 +219,15 @@ def _flat_views(arrays: list[np.ndarray], order: str) -> list[np.ndarray]:
 MIN_ROW = 64
 """Rows of an array leak shorter than this take the ufunc: the loop's cost per row
 would outweigh its elements."""
+
+
+def _rows(x: np.ndarray, a: Any, order: str) -> tuple[Any, int] | None:
+    """The leaks and the row width for a rows loop over ``x`` (contiguous in ``order``):
+    a number leak and the whole of ``x`` as one row; an array leak as ``_leak_rows``
+    gives it, in C order only; ``None`` where the ufuncs must do it."""
+    if type(a) is not np.ndarray:
+        return a, x.size
+    return _leak_rows(x, a) if order == "C" else None
 
 
 def _leak_rows(x: np.ndarray, leak: np.ndarray) -> tuple[np.ndarray, int] | None:

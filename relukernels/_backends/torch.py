@@ -207,7 +207,7 @@ def _relu_backward(grad: Any, x: Any, leak: Any, out: Any) -> Any:
             _CUDA.backward(grad.detach(), x.detach(), leak, result.detach())
         else:
             leak = leak.numpy() if leak_is_tensor else leak
-            _NUMPY.backward(grad.detach().numpy(), x.detach().numpy(), leak, result.detach().numpy())
+            _NUMPY.backward(_numpy(grad), _numpy(x), leak, _numpy(result))
         if out is not None:
             torch.autograd.graph.increment_version(out)
         return result
@@ -258,7 +258,7 @@ def _run(op: Operation, x: Any, leak: Any, outs: tuple) -> list:
     else:
         results = [torch.empty_like(x) if out is None else out for out in outs]
         leak = leak.numpy() if _validate.is_array_leak(leak) else leak
-        _NUMPY.run(op, x.detach().numpy(), leak, tuple(r.detach().numpy() for r in results))
+        _NUMPY.run(op, _numpy(x), leak, tuple(_numpy(r) for r in results))
     for out in outs:  # written behind autograd's back: tell it, as an in-place op would
         if out is not None:
             torch.autograd.graph.increment_version(out)
